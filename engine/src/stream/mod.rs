@@ -1,0 +1,3 @@
+//! The OpenZFS send-stream wire format: records, checksums, nvlists, and `zstream dump` text.
+//! Spec: `shared/docs/zfs-send-stream.md`. Used by dmu::send (writer), dmu::recv (reader) and
+//! `zsim dump`. Knows nothing of pools or datasets.

@@ -1,0 +1,7 @@
+//! The simulator: a faulty virtual disk with a volatile write cache, seeded workloads run
+//! against the engine and the reference model, crashes, crash-state exploration, shrinking,
+//! and the `zsim` command line. Depends on engine, oracle and golden; nothing depends on it
+//! but `fuzz/`.
+
+pub mod disk;
+pub mod fault;
