@@ -159,8 +159,11 @@ pub enum ImportError {
     #[error("not a pool: no valid label found")]
     NotAPool,
     /// Labels exist but no uberblock has a verifiable tree.
-    #[error("no valid uberblock: every candidate failed verification")]
-    NoValidUberblock,
+    #[error("no valid uberblock: every candidate failed verification (newest: {reason})")]
+    NoValidUberblock {
+        /// Why the newest candidate was rejected.
+        reason: String,
+    },
     /// The requested rewind txg is not available in the uberblock ring.
     #[error("cannot rewind to txg {0}: not in the uberblock ring or its tree does not verify")]
     RewindUnavailable(u64),

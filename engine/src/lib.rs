@@ -16,6 +16,7 @@
 
 pub mod dmu;
 pub mod dnode;
+pub mod dbuf;
 pub mod dsl;
 pub mod error;
 pub mod limits;
@@ -25,4 +26,11 @@ pub mod txg;
 pub mod vdev;
 pub mod zio;
 
-pub use error::{DmuError, DslError, ImportError, RecvError, SpaError};
+pub use dmu::object::ObjectSpec;
+pub use dmu::ObjectInfo;
+pub use dsl::DatasetProps;
+pub use error::{DmuError, DslError, ImportError, RecvError, SpaError, ZioError};
+pub use spa::{DatasetTrees, SnapshotInfo, SpaConfig, Spa, SpaceStats};
+pub use vdev::{BlockDevice, FileDevice, MemoryDevice, VdevError};
+pub use zio::checksum::ChecksumType;
+pub use zio::compress::Compress;

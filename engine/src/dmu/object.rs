@@ -1,0 +1,365 @@
+//! Open-context object operations: allocate, claim, reclaim, free, read, write, free_range,
+//! bonus. OpenZFS: dmu_object.c, dmu.c (dmu_read, dmu_write, dmu_free_range), dnode.c
+//! (dnode_free_range: partial blocks zeroed, whole blocks freed, truncation lowers maxblkid).
+//! Called by the Spa façade with the open txg; writes land in that txg's dirty records and
+//! reach disk when it syncs. Every argument is validated here and gets a typed DmuError;
+//! a failed call changes nothing.
+
+use crate::dbuf::BlockSource;
+use crate::dmu::objset::Objset;
+use crate::dmu::ot::{bonustype_is_valid, ot_is_valid};
+use crate::dnode::sync::lookup;
+use crate::dnode::{nblkptr_for_bonus, DnodeAttrs};
+use crate::error::DmuError;
+use crate::limits::{
+    DMU_OBJECT_END, DMU_MAX_OFFSET, DN_DFL_INDBLKSHIFT, DN_MAX_BONUSLEN, DN_MAX_INDBLKSHIFT,
+    DN_MAX_OBJECT, DN_MIN_INDBLKSHIFT, SPA_MAXBLOCKSIZE, SPA_MINBLOCKSIZE,
+};
+use crate::zio::Zio;
+
+/// What a new object looks like: the arguments of dmu_object_alloc.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectSpec {
+    /// DMU object type.
+    pub ot: u8,
+    /// Data block size (power of two, 512..=128 KiB; receive also allows 512-multiples).
+    pub blksz: u32,
+    /// log2 of the indirect block size (0 = default).
+    pub indblkshift: u8,
+    /// Bonus type.
+    pub bonustype: u8,
+    /// Bonus length.
+    pub bonuslen: usize,
+}
+
+impl ObjectSpec {
+    /// A spec with the default indirect block size.
+    #[must_use]
+    pub fn new(ot: u8, blksz: u32, bonustype: u8, bonuslen: usize) -> Self {
+        Self { ot, blksz, indblkshift: 0, bonustype, bonuslen }
+    }
+
+    /// Validate and turn into attributes. `any_multiple` admits non-power-of-two sizes
+    /// (receive of single-block objects, as OpenZFS streams carry them).
+    ///
+    /// # Errors
+    /// `InvalidType`, `InvalidBlockSize`, `InvalidIndBlkShift`, `BonusTooLong`.
+    pub fn to_attrs(&self, any_multiple: bool) -> Result<DnodeAttrs, DmuError> {
+        if !ot_is_valid(self.ot) {
+            return Err(DmuError::InvalidType { ot: self.ot });
+        }
+        if !bonustype_is_valid(self.bonustype) {
+            return Err(DmuError::InvalidType { ot: self.bonustype });
+        }
+        let bs = u64::from(self.blksz);
+        let shape_ok = if any_multiple { bs % SPA_MINBLOCKSIZE == 0 } else { bs.is_power_of_two() };
+        if !(SPA_MINBLOCKSIZE..=SPA_MAXBLOCKSIZE).contains(&bs) || !shape_ok {
+            return Err(DmuError::InvalidBlockSize { blocksize: bs });
+        }
+        let ibs = if self.indblkshift == 0 { DN_DFL_INDBLKSHIFT } else { u32::from(self.indblkshift) };
+        if !(DN_MIN_INDBLKSHIFT..=DN_MAX_INDBLKSHIFT).contains(&ibs) {
+            return Err(DmuError::InvalidIndBlkShift { indblkshift: ibs });
+        }
+        if self.bonuslen > DN_MAX_BONUSLEN {
+            return Err(DmuError::BonusTooLong { len: self.bonuslen, max: DN_MAX_BONUSLEN });
+        }
+        let ibs = u8::try_from(ibs).expect("invariant: <= 17");
+        Ok(DnodeAttrs::new(self.ot, self.blksz, ibs, self.bonustype, self.bonuslen))
+    }
+}
+
+fn check_object(object: u64) -> Result<(), DmuError> {
+    if object == 0 || object >= DN_MAX_OBJECT {
+        return Err(DmuError::InvalidObject { object });
+    }
+    Ok(())
+}
+
+fn check_range(offset: u64, len: u64) -> Result<u64, DmuError> {
+    match offset.checked_add(len) {
+        Some(end) if end <= DMU_MAX_OFFSET => Ok(end),
+        _ => Err(DmuError::OffsetOverflow { offset, len }),
+    }
+}
+
+impl Objset {
+    fn writable(&self) -> Result<(), DmuError> {
+        if self.read_only {
+            return Err(DmuError::ReadOnly("snapshot".into()));
+        }
+        Ok(())
+    }
+
+    /// Allocate the lowest free object number with `attrs` in `txg`.
+    ///
+    /// # Errors
+    /// Read errors; the objset is read-only.
+    pub fn object_alloc(&mut self, zio: &mut Zio, txg: u64, attrs: DnodeAttrs) -> Result<u64, DmuError> {
+        self.writable()?;
+        let object = self.lowest_free();
+        check_object(object)?;
+        self.object_claim(zio, txg, object, attrs)?;
+        Ok(object)
+    }
+
+    /// Allocate object number `object` (which must be free) with `attrs` in `txg`.
+    ///
+    /// # Errors
+    /// `ObjectExists`, `InvalidObject`, read errors.
+    pub fn object_claim(&mut self, zio: &mut Zio, txg: u64, object: u64, attrs: DnodeAttrs) -> Result<(), DmuError> {
+        self.writable()?;
+        check_object(object)?;
+        let dn = self.dnode(zio, object)?;
+        if dn.is_allocated() {
+            return Err(DmuError::ObjectExists { object });
+        }
+        let rec = dn.record_mut(txg);
+        rec.reset = true;
+        rec.blocks.clear();
+        rec.frees.clear();
+        rec.attrs = attrs;
+        self.mark_dirty(txg, object);
+        self.set_allocated(object, true);
+        Ok(())
+    }
+
+    /// Re-create an allocated object with new attributes, discarding its contents.
+    ///
+    /// # Errors
+    /// `NoSuchObject`, `InvalidObject`, read errors.
+    pub fn object_reclaim(&mut self, zio: &mut Zio, txg: u64, object: u64, attrs: DnodeAttrs) -> Result<(), DmuError> {
+        self.writable()?;
+        check_object(object)?;
+        let dn = self.hold(zio, object)?;
+        let rec = dn.record_mut(txg);
+        rec.reset = true;
+        rec.blocks.clear();
+        rec.frees.clear();
+        rec.attrs = attrs;
+        self.mark_dirty(txg, object);
+        Ok(())
+    }
+
+    /// Free an allocated object and its contents.
+    ///
+    /// # Errors
+    /// `NoSuchObject`, `InvalidObject`, read errors.
+    pub fn object_free(&mut self, zio: &mut Zio, txg: u64, object: u64) -> Result<(), DmuError> {
+        self.writable()?;
+        check_object(object)?;
+        let dn = self.hold(zio, object)?;
+        let rec = dn.record_mut(txg);
+        rec.reset = true;
+        rec.blocks.clear();
+        rec.frees.clear();
+        rec.attrs.ot = 0;
+        self.mark_dirty(txg, object);
+        self.set_allocated(object, false);
+        Ok(())
+    }
+
+    /// Replace the bonus buffer (its length must fit the dnode's bonus capacity).
+    ///
+    /// # Errors
+    /// `BonusTooLong`, `InvalidType`, `NoSuchObject`, read errors.
+    pub fn set_bonus(&mut self, zio: &mut Zio, txg: u64, object: u64, bonustype: u8, bonus: &[u8]) -> Result<(), DmuError> {
+        self.writable()?;
+        check_object(object)?;
+        if !bonustype_is_valid(bonustype) {
+            return Err(DmuError::InvalidType { ot: bonustype });
+        }
+        let dn = self.hold(zio, object)?;
+        let max = dn.attrs().bonus_capacity();
+        if bonus.len() > max {
+            return Err(DmuError::BonusTooLong { len: bonus.len(), max });
+        }
+        let rec = dn.record_mut(txg);
+        rec.attrs.bonustype = bonustype;
+        rec.attrs.bonus = bonus.to_vec();
+        self.mark_dirty(txg, object);
+        Ok(())
+    }
+
+    /// The bonus type and buffer.
+    ///
+    /// # Errors
+    /// `NoSuchObject`, read errors.
+    pub fn bonus(&mut self, zio: &mut Zio, object: u64) -> Result<(u8, Vec<u8>), DmuError> {
+        check_object(object)?;
+        let a = self.hold(zio, object)?.attrs();
+        Ok((a.bonustype, a.bonus.clone()))
+    }
+
+    /// Current contents of block `blkid` of `object` (a full block; zeros for holes).
+    fn block_contents(&mut self, zio: &mut Zio, object: u64, blkid: u64) -> Result<Vec<u8>, DmuError> {
+        let dn = self.hold(zio, object)?;
+        let bs = dn.attrs().blksz as usize;
+        match dn.block_source(blkid) {
+            BlockSource::Dirty(b) => Ok(b.to_vec()),
+            BlockSource::Hole => Ok(vec![0; bs]),
+            BlockSource::Synced => {
+                let bp = lookup(zio, &dn.phys, blkid)?;
+                if bp.is_hole() {
+                    return Ok(vec![0; bs]);
+                }
+                let mut data = zio.read(&bp)?.to_vec();
+                data.resize(bs, 0);
+                Ok(data)
+            }
+        }
+    }
+
+    /// Write `data` at byte `offset` of `object` in `txg`. Returns the bytes dirtied.
+    ///
+    /// # Errors
+    /// `OffsetOverflow`, `NoSuchObject`, read errors (read-modify-write of partial blocks).
+    pub fn write(&mut self, zio: &mut Zio, txg: u64, object: u64, offset: u64, data: &[u8]) -> Result<u64, DmuError> {
+        self.writable()?;
+        check_object(object)?;
+        let end = check_range(offset, data.len() as u64)?;
+        let bs = u64::from(self.hold(zio, object)?.attrs().blksz);
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let (first, last) = (offset / bs, (end - 1) / bs);
+        let mut dirtied = 0;
+        for blkid in first..=last {
+            let bstart = blkid * bs;
+            let from = offset.max(bstart);
+            let to = end.min(bstart + bs);
+            let src = &data[usize::try_from(from - offset).expect("fits")..usize::try_from(to - offset).expect("fits")];
+            let block = if to - from == bs {
+                src.to_vec()
+            } else {
+                let mut b = self.block_contents(zio, object, blkid)?;
+                let at = usize::try_from(from - bstart).expect("fits");
+                b[at..at + src.len()].copy_from_slice(src);
+                b
+            };
+            dirtied += bs;
+            let dn = self.hold(zio, object)?;
+            let rec = dn.record_mut(txg);
+            rec.blocks.insert(blkid, block);
+            rec.attrs.maxblkid = rec.attrs.maxblkid.max(blkid);
+        }
+        self.mark_dirty(txg, object);
+        Ok(dirtied)
+    }
+
+    /// Read `len` bytes at `offset` of `object` (holes and bytes past the end read as zero).
+    ///
+    /// # Errors
+    /// `OffsetOverflow`, `NoSuchObject`, `Zio` (checksum or I/O error: never wrong data).
+    pub fn read(&mut self, zio: &mut Zio, object: u64, offset: u64, len: u64) -> Result<Vec<u8>, DmuError> {
+        check_object(object)?;
+        let end = check_range(offset, len)?;
+        let mut out = vec![0u8; usize::try_from(len).map_err(|_| DmuError::OffsetOverflow { offset, len })?];
+        if len == 0 {
+            self.hold(zio, object)?;
+            return Ok(out);
+        }
+        let bs = u64::from(self.hold(zio, object)?.attrs().blksz);
+        for blkid in offset / bs..=(end - 1) / bs {
+            let bstart = blkid * bs;
+            let from = offset.max(bstart);
+            let to = end.min(bstart + bs);
+            let dst = &mut out[usize::try_from(from - offset).expect("fits")..usize::try_from(to - offset).expect("fits")];
+            self.read_block_part(zio, object, blkid, from - bstart, dst)?;
+        }
+        Ok(out)
+    }
+
+    fn read_block_part(&mut self, zio: &mut Zio, object: u64, blkid: u64, at: u64, dst: &mut [u8]) -> Result<(), DmuError> {
+        let dn = self.hold(zio, object)?;
+        let bs = dn.attrs().blksz as usize;
+        let at = usize::try_from(at).expect("fits");
+        match dn.block_source(blkid) {
+            BlockSource::Dirty(b) => dst.copy_from_slice(&b[at..at + dst.len()]),
+            BlockSource::Hole => dst.fill(0),
+            BlockSource::Synced => {
+                let bp = lookup(zio, &dn.phys, blkid)?;
+                if bp.is_hole() {
+                    dst.fill(0);
+                } else if at == 0 && dst.len() == bs && bp.lsize as usize == bs {
+                    zio.read_into(&bp, dst)?;
+                } else {
+                    let data = zio.read(&bp)?;
+                    let avail = data.len().saturating_sub(at).min(dst.len());
+                    dst[..avail].copy_from_slice(&data[at..at + avail]);
+                    dst[avail..].fill(0);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Free `len` bytes at `offset` (`DMU_OBJECT_END` = to the end: a truncation that
+    /// lowers maxblkid). Partial blocks are zeroed, whole blocks become holes.
+    ///
+    /// # Errors
+    /// `OffsetOverflow`, `NoSuchObject`, read errors.
+    pub fn free_range(&mut self, zio: &mut Zio, txg: u64, object: u64, offset: u64, len: u64) -> Result<(), DmuError> {
+        self.writable()?;
+        check_object(object)?;
+        let trunc = len == DMU_OBJECT_END;
+        let end = if trunc { u64::MAX } else { offset.checked_add(len).ok_or(DmuError::OffsetOverflow { offset, len })? };
+        let a = self.hold(zio, object)?.attrs().clone();
+        let bs = u64::from(a.blksz);
+        if len == 0 || offset / bs > a.maxblkid {
+            return Ok(());
+        }
+        let limit = (a.maxblkid + 1) * bs;
+        let end = end.min(limit);
+        if offset % bs != 0 {
+            let bend = (offset / bs + 1) * bs;
+            self.zero_part(zio, txg, object, offset, end.min(bend))?;
+        }
+        if end % bs != 0 && end / bs > offset / bs && end < limit {
+            self.zero_part(zio, txg, object, end / bs * bs, end)?;
+        }
+        let first_full = offset.div_ceil(bs);
+        let end_full = if end == limit { a.maxblkid + 1 } else { end / bs };
+        let dn = self.hold(zio, object)?;
+        let rec = dn.record_mut(txg);
+        if first_full < end_full {
+            rec.free_blocks(first_full, end_full);
+        }
+        if trunc {
+            rec.attrs.maxblkid = first_full.saturating_sub(1);
+        }
+        self.mark_dirty(txg, object);
+        Ok(())
+    }
+
+    /// Zero bytes `[from, to)` inside one block, unless the block is a hole.
+    fn zero_part(&mut self, zio: &mut Zio, txg: u64, object: u64, from: u64, to: u64) -> Result<(), DmuError> {
+        if from >= to {
+            return Ok(());
+        }
+        let dn = self.hold(zio, object)?;
+        let bs = u64::from(dn.attrs().blksz);
+        let blkid = from / bs;
+        assert_eq!(blkid, (to - 1) / bs, "zero_part spans blocks");
+        let is_hole = match dn.block_source(blkid) {
+            BlockSource::Hole => true,
+            BlockSource::Dirty(_) => false,
+            BlockSource::Synced => lookup(zio, &dn.phys, blkid)?.is_hole(),
+        };
+        if is_hole {
+            return Ok(());
+        }
+        let mut block = self.block_contents(zio, object, blkid)?;
+        let at = usize::try_from(from - blkid * bs).expect("fits");
+        let n = usize::try_from(to - from).expect("fits");
+        block[at..at + n].fill(0);
+        self.hold(zio, object)?.record_mut(txg).blocks.insert(blkid, block);
+        self.mark_dirty(txg, object);
+        Ok(())
+    }
+}
+
+/// Block pointers a receive-side OBJECT with `bonuslen` gets (for reallocation checks).
+#[must_use]
+pub fn spec_nblkptr(bonuslen: usize) -> u8 {
+    nblkptr_for_bonus(bonuslen.min(DN_MAX_BONUSLEN))
+}

@@ -1,0 +1,211 @@
+//! Pool-level behaviour through the public API: objects, txgs, snapshots, rollback,
+//! export/import round trips, space, bad input. Runs on the RAM vdev.
+
+use engine::limits::DMU_OBJECT_END;
+use engine::{
+    BlockDevice, DatasetProps, DmuError, DslError, ImportError, MemoryDevice, ObjectSpec, Spa,
+    SpaConfig,
+};
+
+const MIB: u64 = 1 << 20;
+
+fn pool(size: u64) -> Spa {
+    Spa::create(Box::new(MemoryDevice::new(size)), "tank", SpaConfig::default()).expect("create")
+}
+
+fn reimport(spa: Spa) -> Spa {
+    let dev = spa.export().expect("export");
+    Spa::import(dev, SpaConfig::default(), None).expect("import")
+}
+
+fn file_spec(bs: u32) -> ObjectSpec {
+    ObjectSpec::new(19, bs, 26, 32)
+}
+
+#[test]
+fn write_read_across_sync_and_reimport() {
+    let mut spa = pool(64 * MIB);
+    let obj = spa.object_alloc("tank", &file_spec(4096)).expect("alloc");
+    assert_eq!(obj, 1);
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    spa.write("tank", obj, 1000, &data).expect("write");
+    assert_eq!(spa.read("tank", obj, 1000, 10_000).expect("read dirty"), data);
+    spa.txg_sync().expect("sync");
+    assert_eq!(spa.read("tank", obj, 1000, 10_000).expect("read synced"), data);
+    let mut spa = reimport(spa);
+    assert_eq!(spa.read("tank", obj, 1000, 10_000).expect("read imported"), data);
+    assert_eq!(spa.read("tank", obj, 0, 1000).expect("hole"), vec![0; 1000]);
+    let info = spa.object_info("tank", obj).expect("info");
+    assert_eq!(info.maxblkid, 2);
+    assert_eq!(info.bonuslen, 32);
+}
+
+#[test]
+fn sparse_object_addresses_past_one_tib() {
+    let mut spa = pool(64 * MIB);
+    let obj = spa.object_alloc("tank", &ObjectSpec::new(19, 512, 0, 0)).expect("alloc");
+    let far = 1u64 << 41;
+    spa.write("tank", obj, far, b"far away").expect("write far");
+    spa.write("tank", obj, 0, b"near").expect("write near");
+    let mut spa = reimport(spa);
+    assert_eq!(spa.read("tank", obj, far, 8).expect("read"), b"far away");
+    assert_eq!(spa.read("tank", obj, 0, 4).expect("read"), b"near");
+    assert_eq!(spa.read("tank", obj, far / 2, 4).expect("hole"), vec![0; 4]);
+    assert_eq!(spa.object_info("tank", obj).expect("info").maxblkid, far / 512);
+    assert!(spa.object_info("tank", obj).expect("info").nlevels >= 4);
+}
+
+#[test]
+fn truncate_follows_zfs_rules() {
+    let mut spa = pool(64 * MIB);
+    let a = spa.object_alloc("tank", &file_spec(8192)).expect("alloc");
+    spa.write("tank", a, 0, &vec![7u8; 10 * 8192]).expect("write");
+    spa.txg_sync().expect("sync");
+    spa.free_range("tank", a, 3 * 8192 + 100, DMU_OBJECT_END).expect("truncate");
+    assert_eq!(spa.object_info("tank", a).expect("info").maxblkid, 3);
+    let tail = spa.read("tank", a, 3 * 8192, 8192).expect("read");
+    assert!(tail[..100].iter().all(|&b| b == 7) && tail[100..].iter().all(|&b| b == 0));
+    spa.free_range("tank", a, 0, DMU_OBJECT_END).expect("truncate to 0");
+    assert_eq!(spa.object_info("tank", a).expect("info").maxblkid, 0);
+    spa.write("tank", a, 6 * 8192, b"x").expect("extend");
+    let mut spa = reimport(spa);
+    assert_eq!(spa.object_info("tank", a).expect("info").maxblkid, 6);
+    assert_eq!(spa.read("tank", a, 0, 8192).expect("read"), vec![0; 8192]);
+}
+
+#[test]
+fn snapshots_keep_old_data_and_rollback_restores_it() {
+    let mut spa = pool(64 * MIB);
+    spa.dataset_create("tank/fs", DatasetProps::default()).expect("create fs");
+    let o = spa.object_alloc("tank/fs", &file_spec(512)).expect("alloc");
+    spa.write("tank/fs", o, 0, b"123\n").expect("write");
+    spa.snapshot("tank/fs@before").expect("snap");
+    spa.write("tank/fs", o, 4, b"456\n").expect("write 2");
+    spa.snapshot("tank/fs@after").expect("snap 2");
+    spa.write("tank/fs", o, 0, b"zzzz").expect("write 3");
+    assert_eq!(spa.read("tank/fs@before", o, 0, 8).expect("read"), b"123\n\0\0\0\0");
+    assert_eq!(spa.read("tank/fs@after", o, 0, 8).expect("read"), b"123\n456\n");
+    spa.rollback("tank/fs").expect("rollback");
+    assert_eq!(spa.read("tank/fs", o, 0, 8).expect("read"), b"123\n456\n");
+    let mut spa = reimport(spa);
+    assert_eq!(spa.read("tank/fs@before", o, 0, 4).expect("read"), b"123\n");
+    let snaps = spa.snapshots("tank/fs").expect("list");
+    assert_eq!(snaps.len(), 2);
+    assert_eq!(snaps[1].prev_guid, snaps[0].guid);
+    assert!(snaps[0].creation_txg < snaps[1].creation_txg);
+    assert!(matches!(spa.write("tank/fs@before", o, 0, b"x"), Err(DmuError::ReadOnly(_))));
+}
+
+#[test]
+fn destroying_snapshots_and_datasets_returns_all_space() {
+    let mut spa = pool(64 * MIB);
+    spa.txg_sync().expect("sync");
+    let base = spa.space().allocated;
+    spa.dataset_create("tank/fs", DatasetProps::default()).expect("create");
+    let o = spa.object_alloc("tank/fs", &file_spec(131072)).expect("alloc");
+    spa.write("tank/fs", o, 0, &vec![1u8; 4 << 20]).expect("write");
+    spa.snapshot("tank/fs@a").expect("snap a");
+    spa.write("tank/fs", o, 0, &vec![2u8; 2 << 20]).expect("overwrite half");
+    spa.snapshot("tank/fs@b").expect("snap b");
+    spa.write("tank/fs", o, 1 << 20, &vec![3u8; 2 << 20]).expect("overwrite");
+    spa.txg_sync().expect("sync");
+    let with_all = spa.space().allocated;
+    spa.snapshot_destroy("tank/fs@a").expect("destroy a");
+    assert!(spa.space().allocated < with_all, "destroying @a frees its unique blocks");
+    assert_eq!(spa.read("tank/fs@b", o, 0, 4).expect("read b"), vec![2; 4]);
+    assert_eq!(spa.read("tank/fs@b", o, 3 << 20, 4).expect("read b"), vec![1; 4]);
+    spa.dataset_destroy("tank/fs").expect("destroy fs");
+    for _ in 0..4 {
+        spa.dataset_create("tank/x", DatasetProps::default()).expect("churn");
+        spa.dataset_destroy("tank/x").expect("churn");
+    }
+    let now = spa.space().allocated;
+    assert!(now <= base + 64 * 1024, "leak: {base} -> {now}");
+}
+
+#[test]
+fn bad_input_gets_typed_errors_and_changes_nothing() {
+    let mut spa = pool(16 * MIB);
+    assert!(matches!(spa.object_alloc("tank", &ObjectSpec::new(19, 1000, 0, 0)), Err(DmuError::InvalidBlockSize { .. })));
+    assert!(matches!(spa.object_alloc("tank", &ObjectSpec::new(19, 1 << 18, 0, 0)), Err(DmuError::InvalidBlockSize { .. })));
+    assert!(matches!(spa.object_alloc("tank", &ObjectSpec::new(0, 512, 0, 0)), Err(DmuError::InvalidType { .. })));
+    assert!(matches!(spa.object_alloc("tank", &ObjectSpec::new(19, 512, 0, 321)), Err(DmuError::BonusTooLong { .. })));
+    assert!(matches!(spa.object_alloc("nope", &file_spec(512)), Err(DmuError::NoSuchDataset(_))));
+    let o = spa.object_alloc("tank", &file_spec(512)).expect("alloc");
+    assert!(matches!(spa.write("tank", o, u64::MAX - 2, b"abc"), Err(DmuError::OffsetOverflow { .. })));
+    assert!(matches!(spa.write("tank", 99, 0, b"abc"), Err(DmuError::NoSuchObject { object: 99 })));
+    assert!(matches!(spa.write("tank", 0, 0, b"abc"), Err(DmuError::InvalidObject { object: 0 })));
+    assert!(matches!(spa.set_bonus("tank", o, 26, &[0; 65]), Err(DmuError::BonusTooLong { .. })));
+    assert!(matches!(spa.object_claim("tank", o, &file_spec(512)), Err(DmuError::ObjectExists { .. })));
+    assert!(matches!(spa.dataset_create("tank/a b", DatasetProps::default()), Err(DslError::InvalidName(_))));
+    assert!(matches!(spa.dataset_create("tank/a/b", DatasetProps::default()), Err(DslError::NoSuchDataset(_))));
+    assert!(matches!(spa.dataset_create("tank", DatasetProps::default()), Err(DslError::Exists(_))));
+    assert!(matches!(spa.dataset_destroy("tank"), Err(DslError::Busy(_))));
+    assert!(matches!(spa.rollback("tank"), Err(DslError::NoSnapshot(_))));
+    assert!(matches!(spa.snapshot("tank@"), Err(DslError::InvalidName(_))));
+    assert_eq!(spa.objects("tank").expect("list"), vec![o]);
+}
+
+#[test]
+fn full_pool_returns_enospc_and_stays_usable() {
+    let mut spa = pool(8 * MIB);
+    let o = spa.object_alloc("tank", &file_spec(131072)).expect("alloc");
+    let chunk = vec![9u8; 131072];
+    let mut written = 0u64;
+    let err = loop {
+        match spa.write("tank", o, written, &chunk) {
+            Ok(()) => written += 131072,
+            Err(e) => break e,
+        }
+        assert!(written < 64 * MIB, "never ran out");
+    };
+    assert_eq!(err, DmuError::NoSpace);
+    spa.txg_sync().expect("sync after ENOSPC");
+    spa.free_range("tank", o, 0, DMU_OBJECT_END).expect("free");
+    spa.txg_sync().expect("sync");
+    for _ in 0..4 {
+        spa.write("tank", o, 0, b"again").expect("write");
+        spa.txg_sync().expect("sync");
+    }
+    let mut spa = reimport(spa);
+    assert_eq!(spa.read("tank", o, 0, 5).expect("read"), b"again");
+}
+
+#[test]
+fn importing_garbage_fails_cleanly() {
+    let zero: Box<dyn BlockDevice> = Box::new(MemoryDevice::new(4 * MIB));
+    assert!(matches!(Spa::import(zero, SpaConfig::default(), None), Err(ImportError::NotAPool)));
+    let mut noise = MemoryDevice::new(4 * MIB);
+    let mut x = 12345u64;
+    for b in noise.image_mut() {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *b = (x >> 56) as u8;
+    }
+    assert!(matches!(Spa::import(Box::new(noise), SpaConfig::default(), None), Err(ImportError::NotAPool)));
+    let tiny: Box<dyn BlockDevice> = Box::new(MemoryDevice::new(4096));
+    assert!(matches!(Spa::import(tiny, SpaConfig::default(), None), Err(ImportError::NotAPool)));
+}
+
+#[test]
+fn import_falls_back_past_a_torn_uberblock_and_can_rewind() {
+    let mut spa = pool(16 * MIB);
+    let o = spa.object_alloc("tank", &file_spec(512)).expect("alloc");
+    spa.write("tank", o, 0, b"one").expect("w");
+    let t1 = spa.txg_sync().expect("sync");
+    spa.write("tank", o, 0, b"two").expect("w");
+    let t2 = spa.txg_sync().expect("sync");
+    let mut dev = spa.into_device();
+    let mut img = vec![0u8; dev.size_bytes() as usize];
+    dev.read(0, &mut img).expect("image");
+    let size = img.len() as u64;
+    for l in 0..2 {
+        let at = engine::vdev::label::uberblock_offset(l, size, t2) as usize;
+        img[at + 20] ^= 0xff;
+    }
+    let mut spa = Spa::import(Box::new(MemoryDevice::from_image(img.clone())), SpaConfig::default(), None).expect("fallback");
+    assert_eq!(spa.last_synced_txg(), t1);
+    assert_eq!(spa.read("tank", o, 0, 3).expect("read"), b"one");
+    let dev2 = MemoryDevice::from_image(img);
+    let r = Spa::import(Box::new(dev2), SpaConfig::default(), Some(t1 - 1)).expect("rewind");
+    assert!(r.last_synced_txg() < t1);
+}
