@@ -4,6 +4,8 @@
 pub mod object;
 pub mod objset;
 pub mod ot;
+pub mod recv;
+pub mod send;
 pub mod traverse;
 
 pub use objset::{ObjectInfo, Objset};

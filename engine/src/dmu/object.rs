@@ -140,6 +140,33 @@ impl Objset {
         Ok(())
     }
 
+    /// Change type, bonus type and bonus length of an existing object keeping its contents
+    /// (OpenZFS dnode_reallocate as receive uses it). The block size must stay, and the block
+    /// pointer count may only grow (a shorter bonus), which keeps every block addressable.
+    ///
+    /// # Errors
+    /// `NoSuchObject`, `InvalidObject`, `InvalidType`, `BonusTooLong`, read errors.
+    pub fn object_reallocate(&mut self, zio: &mut Zio, txg: u64, object: u64, ot: u8, bonustype: u8, bonuslen: usize) -> Result<(), DmuError> {
+        self.writable()?;
+        check_object(object)?;
+        if !ot_is_valid(ot) || !bonustype_is_valid(bonustype) {
+            return Err(DmuError::InvalidType { ot });
+        }
+        if bonuslen > DN_MAX_BONUSLEN {
+            return Err(DmuError::BonusTooLong { len: bonuslen, max: DN_MAX_BONUSLEN });
+        }
+        let dn = self.hold(zio, object)?;
+        let nblkptr = nblkptr_for_bonus(bonuslen);
+        assert!(nblkptr >= dn.attrs().nblkptr, "reallocate would drop block pointers");
+        let rec = dn.record_mut(txg);
+        rec.attrs.ot = ot;
+        rec.attrs.bonustype = bonustype;
+        rec.attrs.nblkptr = nblkptr;
+        rec.attrs.bonus.resize(bonuslen, 0);
+        self.mark_dirty(txg, object);
+        Ok(())
+    }
+
     /// Free an allocated object and its contents.
     ///
     /// # Errors

@@ -9,7 +9,7 @@
 mod api;
 mod load;
 pub mod metaslab;
-mod sync;
+pub(crate) mod sync;
 pub mod uberblock;
 
 use std::collections::BTreeMap;

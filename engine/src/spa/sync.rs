@@ -81,6 +81,8 @@ pub enum SyncTask {
         guid: u64,
         /// Stream creation time.
         time: u64,
+        /// `-F`: destroy the target's snapshots after this txg first.
+        force_from_txg: Option<u64>,
     },
     /// Drop a temporary dataset (failed receive), freeing what it owns.
     Discard {
@@ -261,7 +263,10 @@ impl Spa {
                 let head = Objset::open(&mut self.zio, &snap.root, false)?;
                 self.dsl.datasets.get_mut(&id).expect("invariant").head = head;
             }
-            SyncTask::RecvEnd { recv, target, new_name, snap, guid, time } => {
+            SyncTask::RecvEnd { recv, target, new_name, snap, guid, time, force_from_txg } => {
+                if let (Some(t), Some(from)) = (target, force_from_txg) {
+                    self.destroy_snapshots_after(t, from, txg)?;
+                }
                 self.recv_end_sync(recv, target, new_name, snap, guid, time, txg)?;
             }
             SyncTask::Discard { id } => {
@@ -271,6 +276,19 @@ impl Spa {
             }
         }
         Ok(())
+    }
+
+    fn destroy_snapshots_after(&mut self, id: u64, from_txg: u64, txg: u64) -> Result<(), SpaError> {
+        loop {
+            let ds = self.dsl.datasets.get(&id).expect("invariant: target exists");
+            match ds.snapshots.last() {
+                Some(s) if s.creation_txg > from_txg => {
+                    let name = s.name.clone();
+                    self.snapshot_destroy_sync(id, &name, txg)?;
+                }
+                _ => return Ok(()),
+            }
+        }
     }
 
     fn snapshot_destroy_sync(&mut self, id: u64, snap: &str, txg: u64) -> Result<(), SpaError> {

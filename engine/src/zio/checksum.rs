@@ -456,12 +456,13 @@ mod tests {
     fn fletcher4_fold_from_nonzero_state_with_large_counts() {
         // Tet(n) with n near the top of u64 must not overflow before dividing.
         for n in [0u64, 1, 2, 3, 5, 1 << 40, u64::MAX - 2, u64::MAX - 1] {
-            let exact = (0..3u64).fold(1u128, |p, k| p * u128::from(n.wrapping_add(k)));
-            if n < u64::MAX - 2 {
-                let v = (u128::from(n) * u128::from(n + 1) % (1 << 64)) as u64;
-                assert_eq!(tri(n).wrapping_mul(2), v);
-                let _ = exact;
-            }
+            let v = (u128::from(n) * (u128::from(n) + 1) % (1 << 64)) as u64;
+            assert_eq!(tri(n).wrapping_mul(2), v);
+            let t = u128::from(n) * (u128::from(n) + 1) / 2 % 3;
+            // Tet(n) * 6 == n(n+1)(n+2) modulo 2^64.
+            let prod = (u128::from(n) * (u128::from(n) + 1) % (1 << 64))
+                .wrapping_mul(u128::from(n) + 2) as u64;
+            assert_eq!(tetra(n).wrapping_mul(6), prod, "n {n} ({t})");
         }
         assert_eq!(tetra(3), 10);
         assert_eq!(tetra(4), 20);

@@ -226,6 +226,18 @@ impl Zio {
         self.read_verified(bp, out)
     }
 
+    /// The stored (physical, possibly compressed) bytes of `bp`, verified: what a
+    /// compressed send puts in its WRITE payload.
+    ///
+    /// # Errors
+    /// As `read`.
+    pub fn read_raw(&mut self, bp: &BlkPtr) -> Result<Vec<u8>, ZioError> {
+        assert!(!bp.is_hole() && !bp.embedded, "read_raw of a hole or embedded pointer");
+        let mut buf = vec![0; bp.psize as usize];
+        self.read_verified(bp, &mut buf)?;
+        Ok(buf)
+    }
+
     fn read_embedded(bp: &BlkPtr) -> Result<Vec<u8>, ZioError> {
         let payload = &bp.payload[..bp.psize as usize];
         match Compress::from_u8(bp.compress) {
