@@ -209,3 +209,18 @@ fn import_falls_back_past_a_torn_uberblock_and_can_rewind() {
     let r = Spa::import(Box::new(dev2), SpaConfig::default(), Some(t1 - 1)).expect("rewind");
     assert!(r.last_synced_txg() < t1);
 }
+
+/// Regression (found by `zsim run --profile crash`, seeds 7/58/64): a free_range shorter
+/// than a block that starts on a block boundary zeroed nothing, because the tail-partial
+/// branch only ran when the tail was in a later block than the head.
+#[test]
+fn aligned_sub_block_free_range_zeroes_its_bytes() {
+    let mut spa = pool(16 * MIB);
+    let o = spa.object_alloc("tank", &file_spec(16384)).expect("alloc");
+    spa.write("tank", o, 0, &vec![5u8; 3 * 16384]).expect("write");
+    spa.free_range("tank", o, 16384, 1000).expect("free");
+    let got = spa.read("tank", o, 16384, 16384).expect("read");
+    assert!(got[..1000].iter().all(|&b| b == 0), "freed bytes must read zero");
+    assert!(got[1000..].iter().all(|&b| b == 5), "the rest of the block is kept");
+    assert_eq!(spa.read("tank", o, 0, 16384).expect("read"), vec![5u8; 16384]);
+}

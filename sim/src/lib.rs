@@ -5,3 +5,5 @@
 
 pub mod disk;
 pub mod fault;
+pub mod run;
+pub mod trace;

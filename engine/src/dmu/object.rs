@@ -337,12 +337,14 @@ impl Objset {
         }
         let limit = (a.maxblkid + 1) * bs;
         let end = end.min(limit);
-        if offset % bs != 0 {
+        let head_partial = offset % bs != 0;
+        if head_partial {
             let bend = (offset / bs + 1) * bs;
             self.zero_part(zio, txg, object, offset, end.min(bend))?;
         }
-        if end % bs != 0 && end / bs > offset / bs && end < limit {
-            self.zero_part(zio, txg, object, end / bs * bs, end)?;
+        let tail_done_by_head = head_partial && end / bs == offset / bs;
+        if end % bs != 0 && end < limit && !tail_done_by_head {
+            self.zero_part(zio, txg, object, (end / bs * bs).max(offset), end)?;
         }
         let first_full = offset.div_ceil(bs);
         let end_full = if end == limit { a.maxblkid + 1 } else { end / bs };

@@ -99,10 +99,13 @@ pub fn decode_indirect(raw: &[u8]) -> Result<Vec<BlkPtr>, ZioError> {
     raw.chunks_exact(BP_BYTES).map(BlkPtr::decode).collect()
 }
 
-fn children_of(zio: &mut Zio, bp: &BlkPtr, attrs: &DnodeAttrs) -> Result<Vec<BlkPtr>, ZioError> {
+/// The children of `bp`, an indirect pointer at `level` (>= 1). A hole's children are holes
+/// that inherit its birth. Holes do not record their level reliably (never-written ones are
+/// all zero), so the caller says where the pointer sits.
+fn children_of(zio: &mut Zio, bp: &BlkPtr, level: u8, attrs: &DnodeAttrs) -> Result<Vec<BlkPtr>, ZioError> {
     let epb = 1usize << epbs(attrs);
     if bp.is_hole() {
-        let child_level = bp.level.checked_sub(1).expect("invariant: indirect level >= 1");
+        let child_level = level.checked_sub(1).expect("invariant: indirect level >= 1");
         let lsize = if child_level == 0 { attrs.blksz } else { 1 << attrs.indblkshift };
         return Ok(vec![BlkPtr::hole(bp.birth_txg, attrs.ot, child_level, lsize); epb]);
     }
@@ -158,7 +161,7 @@ impl TreeCtx<'_> {
             return Ok(());
         }
         if bp.level > 0 {
-            for child in children_of(self.zio, bp, attrs)? {
+            for child in children_of(self.zio, bp, bp.level, attrs)? {
                 self.free_subtree(&child, attrs)?;
             }
         }
@@ -230,11 +233,11 @@ impl TreeCtx<'_> {
             changed |= if level == 0 {
                 self.update_leaf(attrs, child, u64::try_from(s).expect("invariant: leaf blkid"), ops)?
             } else if !writes && (ops.frees_cover(s, e) || child.is_hole()) {
-                self.free_child(attrs, child)?
+                self.free_child(attrs, child, level)?
             } else {
-                let mut grand = children_of(self.zio, child, attrs)?;
+                let level_u8 = u8::try_from(level).expect("invariant: <= 12");
+                let mut grand = children_of(self.zio, child, level_u8, attrs)?;
                 if self.update(attrs, level - 1, s, &mut grand, ops)? {
-                    let level_u8 = u8::try_from(level).expect("invariant: <= 12");
                     let new = self.write_indirect(attrs, level_u8, &grand)?;
                     self.release_bp(child);
                     *child = new;
@@ -247,13 +250,14 @@ impl TreeCtx<'_> {
         Ok(changed)
     }
 
-    fn free_child(&mut self, attrs: &DnodeAttrs, child: &mut BlkPtr) -> Result<bool, SyncError> {
+    fn free_child(&mut self, attrs: &DnodeAttrs, child: &mut BlkPtr, level: u32) -> Result<bool, SyncError> {
         if child.is_hole() {
             return Ok(false);
         }
         self.free_subtree(child, attrs)?;
-        let lsize = if child.level == 0 { attrs.blksz } else { 1 << attrs.indblkshift };
-        *child = BlkPtr::hole(self.txg, attrs.ot, child.level, lsize);
+        let lsize = if level == 0 { attrs.blksz } else { 1 << attrs.indblkshift };
+        let level = u8::try_from(level).expect("invariant: <= 12");
+        *child = BlkPtr::hole(self.txg, attrs.ot, level, lsize);
         Ok(true)
     }
 
@@ -265,13 +269,13 @@ impl TreeCtx<'_> {
         ops: &TreeOps<'_>,
     ) -> Result<bool, SyncError> {
         let Some(data) = ops.writes.get(&blkid) else {
-            return self.free_child(attrs, child);
+            return self.free_child(attrs, child, 0);
         };
         assert_eq!(data.len(), attrs.blksz as usize, "dirty block size for blkid {blkid}");
         let fill = leaf_fill(attrs.ot, data);
         let zero_hole = self.compress == Compress::Lz4 && data.iter().all(|&b| b == 0);
         if fill == 0 || (attrs.ot != DMU_OT_DNODE && zero_hole) {
-            return self.free_child(attrs, child);
+            return self.free_child(attrs, child, 0);
         }
         let props = self.leaf_props(attrs);
         let mut new = self.zio.write(data, &props, self.txg)?;

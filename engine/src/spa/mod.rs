@@ -196,6 +196,12 @@ impl Spa {
         self.suspended.is_some()
     }
 
+    /// True if any change has not reached a committed txg yet.
+    #[must_use]
+    pub fn is_dirty(&self) -> bool {
+        self.job.is_some() || !self.tasks.is_empty() || self.dsl.datasets.values().any(|d| d.head.is_dirty())
+    }
+
     /// Dirty bytes of every unsynced txg.
     #[must_use]
     pub fn dirty_bytes(&self) -> u64 {

@@ -466,9 +466,8 @@ mod xdr {
     //! XDR encoding (§1.6): big-endian 4-byte units, strings and opaques padded to 4.
 
     use super::{
-        align4, align8, c_string, dt, fixed_value_size, nvp_size_calc, validate_pair, Cur,
-        NvError, NvList, NvValue, NVP_HEADER_BYTES, NVP_SIZE_MIN, NV_MAX_DEPTH,
-        NV_UNIQUE_NAME, NV_VERSION,
+        align4, align8, c_string, dt, fixed_value_size, nvp_size_calc, validate_pair, Cur, NvError,
+        NvList, NvValue, NVP_HEADER_BYTES, NVP_SIZE_MIN, NV_MAX_DEPTH, NV_UNIQUE_NAME, NV_VERSION,
     };
 
     fn i32(c: &mut Cur<'_>) -> Result<i32, NvError> {
@@ -660,15 +659,12 @@ mod xdr {
     }
 
     /// `xdr_array` of 8-byte hypers.
-    fn hypers<'a>(
-        c: &mut Cur<'a>,
-        nelem: u32,
-    ) -> Result<impl Iterator<Item = u64> + 'a, NvError> {
+    fn hypers<'a>(c: &mut Cur<'a>, nelem: u32) -> Result<impl Iterator<Item = u64> + 'a, NvError> {
         let n = count(c, nelem)?;
         let bytes = c.take(n.checked_mul(8).ok_or_else(|| c.err("array too large"))?)?;
-        Ok(bytes.chunks_exact(8).map(|w| {
-            u64::from_be_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])
-        }))
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|w| u64::from_be_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])))
     }
 
     fn put_u32(out: &mut Vec<u8>, v: u32) {
@@ -765,8 +761,12 @@ mod xdr {
             NvValue::Uint16Array(a) => a.iter().for_each(|&x| put_u32(out, u32::from(x))),
             NvValue::Int32Array(a) => a.iter().for_each(|&x| put_u32(out, x as u32)),
             NvValue::Uint32Array(a) => a.iter().for_each(|&x| put_u32(out, x)),
-            NvValue::Int64Array(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_be_bytes())),
-            NvValue::Uint64Array(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_be_bytes())),
+            NvValue::Int64Array(a) => {
+                a.iter().for_each(|x| out.extend_from_slice(&x.to_be_bytes()))
+            }
+            NvValue::Uint64Array(a) => {
+                a.iter().for_each(|x| out.extend_from_slice(&x.to_be_bytes()))
+            }
             _ => unreachable!("put_array called for a non-array {v:?}"),
         }
     }
@@ -777,9 +777,9 @@ mod native {
     //! embedded lists follow their pair inline and end with a 4-byte zero.
 
     use super::{
-        align8, c_string, dt, fixed_value_size, nvp_size_calc, validate_pair, xdr, ByteOrder,
-        Cur, NvError, NvList, NvValue, NVLIST_IMAGE_BYTES, NVP_HEADER_BYTES, NVP_SIZE_MIN,
-        NV_MAX_DEPTH, NV_UNIQUE_NAME, NV_VERSION,
+        align8, c_string, dt, fixed_value_size, nvp_size_calc, validate_pair, xdr, ByteOrder, Cur,
+        NvError, NvList, NvValue, NVLIST_IMAGE_BYTES, NVP_HEADER_BYTES, NVP_SIZE_MIN, NV_MAX_DEPTH,
+        NV_UNIQUE_NAME, NV_VERSION,
     };
 
     pub(super) fn top(c: &mut Cur<'_>, order: ByteOrder) -> Result<NvList, NvError> {
@@ -886,7 +886,9 @@ mod native {
                 }
                 NvValue::NvListArray(v)
             }
-            dt::STRING_ARRAY => NvValue::StringArray(strings(c, &val[nelem as usize * 8..], nelem)?),
+            dt::STRING_ARRAY => {
+                NvValue::StringArray(strings(c, &val[nelem as usize * 8..], nelem)?)
+            }
             _ => array(c, val, ty, nelem as usize, order)?,
         })
     }
@@ -933,9 +935,9 @@ mod native {
         let w2 = || val[..2 * n].chunks_exact(2).map(|w| order.u16([w[0], w[1]]));
         let w4 = || val[..4 * n].chunks_exact(4).map(|w| order.u32([w[0], w[1], w[2], w[3]]));
         let w8 = || {
-            val[..8 * n].chunks_exact(8).map(|w| {
-                order.u64([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])
-            })
+            val[..8 * n]
+                .chunks_exact(8)
+                .map(|w| order.u64([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]))
         };
         Ok(match ty {
             dt::BYTE_ARRAY => NvValue::ByteArray(val[..n].to_vec()),
@@ -1273,7 +1275,7 @@ mod tests {
         let good_x = pack_xdr(&sample());
         let good_n = pack_native(&sample(), ByteOrder::Big);
         let mut x = 0x2545_f491u64;
-        for round in 0..4000 {
+        for round in 0..4000usize {
             for good in [&good_x, &good_n] {
                 let mut b = good.clone();
                 for _ in 0..1 + round % 4 {
@@ -1282,7 +1284,7 @@ mod tests {
                     b[i] = (x >> 20) as u8;
                 }
                 let cut = (x >> 40) as usize % (b.len() + 1);
-                let r = unpack(if round % 2 == 0 { &b } else { &b[..cut] });
+                let r = unpack(if round.is_multiple_of(2) { &b } else { &b[..cut] });
                 if let Err(e) = r {
                     assert!(matches!(e.errno(), 14 | 22 | 95));
                 }

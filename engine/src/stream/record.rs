@@ -1558,7 +1558,14 @@ mod tests {
     }
 
     fn object(object: u64, object_type: u32, blksz: u32) -> Record {
-        let drr = DrrObject { object, object_type, blksz, dn_slots: 1, toguid: TOGUID, ..DrrObject::default() };
+        let drr = DrrObject {
+            object,
+            object_type,
+            blksz,
+            dn_slots: 1,
+            toguid: TOGUID,
+            ..DrrObject::default()
+        };
         Record::Object { drr, bonus: Vec::new() }
     }
 
@@ -1646,7 +1653,9 @@ mod tests {
         );
         let mut hdr = [0u8; DRR_HEADER_SIZE];
         hdr.copy_from_slice(&s[end..]);
-        let Some(DecodedHeader { record: Record::End(e), .. }) = decode_header_in(&hdr, ByteOrder::Little) else {
+        let Some(DecodedHeader { record: Record::End(e), .. }) =
+            decode_header_in(&hdr, ByteOrder::Little)
+        else {
             panic!("last record is END");
         };
         assert_eq!(
@@ -1660,16 +1669,14 @@ mod tests {
         assert_eq!(read_all(&s).expect("valid stream").len(), 10);
     }
 
-    fn every_record_type() -> Vec<Record> {
-        let salt = [1, 2, 3, 4, 5, 6, 7, 8];
-        let iv = [9; ZIO_DATA_IV_LEN];
-        let mac = [0xee; ZIO_DATA_MAC_LEN];
-        let key = DdtKey { cksum: [1, 2, 3, u64::MAX - 4], prop: 0x2_0001_0001 };
-        let mut b = begin("pool/fs@snap", 77, 66);
-        if let Record::Begin { payload, .. } = &mut b {
-            *payload = vec![1, 0, 0, 0, 0xaa, 0xbb, 0xcc, 0xdd];
-        }
-        let obj = DrrObject {
+    const SALT: [u8; ZIO_DATA_SALT_LEN] = [1, 2, 3, 4, 5, 6, 7, 8];
+    const IV: [u8; ZIO_DATA_IV_LEN] = [9; ZIO_DATA_IV_LEN];
+    const MAC: [u8; ZIO_DATA_MAC_LEN] = [0xee; ZIO_DATA_MAC_LEN];
+    const KEY: DdtKey = DdtKey { cksum: [1, 2, 3, u64::MAX - 4], prop: 0x2_0001_0001 };
+
+    /// An OBJECT with every field set.
+    fn full_object() -> Record {
+        let drr = DrrObject {
             object: 5,
             object_type: 19,
             bonustype: 44,
@@ -1686,81 +1693,100 @@ mod tests {
             nblkptr: 1,
             maxblkid: 0x1_0000_0001,
         };
+        Record::Object { drr, bonus: (0..13).collect() }
+    }
+
+    /// A compressed, dedup-flagged WRITE with every field set.
+    fn full_write() -> Record {
+        let drr = DrrWrite {
+            object: 5,
+            object_type: 19,
+            offset: 1 << 40,
+            logical_size: 4096,
+            toguid: 77,
+            checksumtype: 8,
+            flags: DRR_CHECKSUM_DEDUP,
+            compressiontype: 15,
+            key: KEY,
+            compressed_size: 24,
+            salt: SALT,
+            iv: IV,
+            mac: MAC,
+        };
+        Record::Write { drr, data: (0..24).collect() }
+    }
+
+    /// WRITE_BYREF, SPILL and WRITE_EMBEDDED with every field set.
+    fn full_byref_spill_embedded() -> Vec<Record> {
+        let byref = DrrWriteByref {
+            object: 5,
+            offset: 4096,
+            length: 4096,
+            toguid: 77,
+            refguid: 55,
+            refobject: 4,
+            refoffset: 0,
+            checksumtype: 8,
+            flags: 1,
+            key: KEY,
+        };
+        let spill = DrrSpill {
+            object: 5,
+            length: 512,
+            toguid: 77,
+            flags: DRR_SPILL_UNMODIFIED,
+            compressiontype: 0,
+            compressed_size: 0,
+            salt: SALT,
+            iv: IV,
+            mac: MAC,
+            object_type: 44,
+        };
+        let embedded = DrrWriteEmbedded {
+            object: 5,
+            offset: 0,
+            length: 512,
+            toguid: 77,
+            compression: 15,
+            etype: 0,
+            lsize: 512,
+            psize: 45,
+        };
+        let data = (0..48).map(|i| if i < 45 { i as u8 + 1 } else { 0 }).collect();
         vec![
-            b,
-            Record::Object { drr: obj, bonus: (0..13).collect() },
-            Record::FreeObjects(DrrFreeObjects { firstobj: 6, numobjs: u64::MAX - 6, toguid: 77 }),
-            Record::Write {
-                drr: DrrWrite {
-                    object: 5,
-                    object_type: 19,
-                    offset: 1 << 40,
-                    logical_size: 4096,
-                    toguid: 77,
-                    checksumtype: 8,
-                    flags: DRR_CHECKSUM_DEDUP,
-                    compressiontype: 15,
-                    key,
-                    compressed_size: 24,
-                    salt,
-                    iv,
-                    mac,
-                },
-                data: (0..24).collect(),
-            },
-            free(5, 8192, DMU_OBJECT_END),
-            Record::WriteByref(DrrWriteByref {
-                object: 5,
-                offset: 4096,
-                length: 4096,
-                toguid: 77,
-                refguid: 55,
-                refobject: 4,
-                refoffset: 0,
-                checksumtype: 8,
-                flags: 1,
-                key,
-            }),
-            Record::Spill {
-                drr: DrrSpill {
-                    object: 5,
-                    length: 512,
-                    toguid: 77,
-                    flags: DRR_SPILL_UNMODIFIED,
-                    compressiontype: 0,
-                    compressed_size: 0,
-                    salt,
-                    iv,
-                    mac,
-                    object_type: 44,
-                },
-                data: vec![0x5a; 512],
-            },
-            Record::WriteEmbedded {
-                drr: DrrWriteEmbedded {
-                    object: 5,
-                    offset: 0,
-                    length: 512,
-                    toguid: 77,
-                    compression: 15,
-                    etype: 0,
-                    lsize: 512,
-                    psize: 45,
-                },
-                data: (0..48).map(|i| if i < 45 { i as u8 + 1 } else { 0 }).collect(),
-            },
-            Record::ObjectRange(DrrObjectRange {
-                firstobj: 32,
-                numslots: 32,
-                toguid: 77,
-                salt,
-                iv,
-                mac,
-                flags: DRR_RAW_BYTESWAP,
-            }),
-            Record::Redact(DrrRedact { object: 5, offset: 0, length: 512, toguid: 77 }),
-            Record::End(DrrEnd { checksum: [0; 4], toguid: 77 }),
+            Record::WriteByref(byref),
+            Record::Spill { drr: spill, data: vec![0x5a; 512] },
+            Record::WriteEmbedded { drr: embedded, data },
         ]
+    }
+
+    /// One record of each of the 11 types, BEGIN first and END last.
+    fn every_record_type() -> Vec<Record> {
+        let mut b = begin("pool/fs@snap", 77, 66);
+        if let Record::Begin { payload, .. } = &mut b {
+            *payload = vec![1, 0, 0, 0, 0xaa, 0xbb, 0xcc, 0xdd];
+        }
+        let range = DrrObjectRange {
+            firstobj: 32,
+            numslots: 32,
+            toguid: 77,
+            salt: SALT,
+            iv: IV,
+            mac: MAC,
+            flags: DRR_RAW_BYTESWAP,
+        };
+        let mut v = vec![
+            b,
+            full_object(),
+            Record::FreeObjects(DrrFreeObjects { firstobj: 6, numobjs: u64::MAX - 6, toguid: 77 }),
+            full_write(),
+            free(5, 8192, DMU_OBJECT_END),
+        ];
+        v.extend(full_byref_spill_embedded());
+        v.push(Record::ObjectRange(range));
+        v.push(Record::Redact(DrrRedact { object: 5, offset: 0, length: 512, toguid: 77 }));
+        v.push(Record::End(DrrEnd { checksum: [0; 4], toguid: 77 }));
+        v
     }
 
     #[test]
@@ -1926,14 +1952,14 @@ mod tests {
             x ^= x >> 9;
             x
         };
-        for round in 0..3000 {
+        for round in 0..3000usize {
             let mut s = good.clone();
             for _ in 0..(round % 7) + 1 {
                 let i = (next() as usize) % s.len();
                 s[i] = next() as u8;
             }
             let cut = (next() as usize) % (s.len() + 1);
-            let s = if round % 3 == 0 { &s[..cut] } else { &s[..] };
+            let s = if round.is_multiple_of(3) { &s[..cut] } else { &s[..] };
             let _ = read_all_lenient(s);
             if let Ok(fixed) = rechecksum(s) {
                 let _ = read_all_lenient(&fixed);

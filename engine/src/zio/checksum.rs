@@ -20,10 +20,10 @@ const HALVES: usize = 2 * LANES;
 /// d = 0xffff * C(n+3, 4), which must stay below 2^32; n = 33 is the last that fits.
 const BLOCK_STEPS: usize = 32;
 /// Below this many bytes the scalar loop is as fast as the lanes plus their combine step.
-const LANE_MIN_BYTES: usize = 256;
+const LANE_MIN_BYTES: usize = 512;
 
 const _: () = assert!(LANE_CHUNK_BYTES == LANES * 4);
-const _: () = assert!(LANE_MIN_BYTES % LANE_CHUNK_BYTES == 0);
+const _: () = assert!(LANE_MIN_BYTES.is_multiple_of(LANE_CHUNK_BYTES));
 const _: () = assert!(pent_u64(BLOCK_STEPS as u64) * 0xffff < (1u64 << 32));
 
 /// C(n+3, 4): the weight of the first word in `d` after n steps.
@@ -156,8 +156,14 @@ impl FoldWeights {
     }
 }
 
+/// Below this n, n(n+1)(n+2) fits in u64 and the weights need no 128-bit division.
+const FAST_WEIGHTS_MAX_N: u64 = 1 << 21;
+
 /// T(n) = n(n+1)/2 modulo 2^64 (divide before wrapping).
 fn tri(n: u64) -> u64 {
+    if n < FAST_WEIGHTS_MAX_N {
+        return n * (n + 1) / 2;
+    }
     let v = u128::from(n) * (u128::from(n) + 1) / 2;
     v as u64
 }
@@ -165,6 +171,9 @@ fn tri(n: u64) -> u64 {
 /// Tet(n) = n(n+1)(n+2)/6 modulo 2^64: the exact divisions by 3 and 2 happen on the
 /// factors before the (wrapping) products.
 fn tetra(n: u64) -> u64 {
+    if n < FAST_WEIGHTS_MAX_N {
+        return n * (n + 1) * (n + 2) / 6;
+    }
     let mut f = [u128::from(n), u128::from(n) + 1, u128::from(n) + 2];
     let i3 = f.iter().position(|x| x % 3 == 0).expect("invariant: one of 3 consecutive");
     f[i3] /= 3;
@@ -251,7 +260,7 @@ fn lanes_run<const BIG: bool>(data: &[u8]) -> Lanes {
 /// C = Σ (16C_i − (6+4i)B_i + ((i²−i)/2)A_i);
 /// D = Σ (64D_i − (48+16i)C_i + (2i²+4i+4)B_i − (i(i−1)(i−2)/6)A_i).
 /// Row r gives the coefficients of (A_i, B_i, C_i, D_i) in output word r.
-fn lane_weights(i: i128) -> [[i128; 4]; 4] {
+const fn lane_weights(i: i128) -> [[i128; 4]; 4] {
     let l = LANES as i128;
     [
         [1, 0, 0, 0],
@@ -266,11 +275,20 @@ fn lane_weights(i: i128) -> [[i128; 4]; 4] {
     ]
 }
 
+/// `lane_weights` of every lane, computed at compile time.
+const LANE_WEIGHTS: [[[i128; 4]; 4]; LANES] =
+    [lane_weights(0), lane_weights(1), lane_weights(2), lane_weights(3)];
+// The L = 4 instance of the derivation: k_3 = -1, C's B-coefficient -(6+4i), D's C-coefficient
+// -(48+16i), D's B-coefficient 2i²+4i+4.
+const _: () = assert!(LANE_WEIGHTS[3][3][0] == -1 && LANE_WEIGHTS[2][3][0] == 0);
+const _: () = assert!(LANE_WEIGHTS[2][2][1] == -(6 + 4 * 2));
+const _: () = assert!(LANE_WEIGHTS[1][3][2] == -(48 + 16));
+const _: () = assert!(LANE_WEIGHTS[3][3][1] == 2 * 9 + 4 * 3 + 4);
+
 /// Combines lane sums into the checksum of the whole interleaved sequence (from zero state).
 fn lanes_combine(l: &Lanes) -> Fletcher4 {
     let mut out = [0u64; 4];
-    for i in 0..LANES {
-        let w = lane_weights(i as i128);
+    for (i, w) in LANE_WEIGHTS.iter().enumerate() {
         let sums = [l.a[i], l.b[i], l.c[i], l.d[i]];
         for (r, row) in w.iter().enumerate() {
             for (s, coef) in sums.iter().zip(row) {
@@ -455,7 +473,7 @@ mod tests {
     #[test]
     fn fletcher4_fold_from_nonzero_state_with_large_counts() {
         // Tet(n) with n near the top of u64 must not overflow before dividing.
-        for n in [0u64, 1, 2, 3, 5, 1 << 40, u64::MAX - 2, u64::MAX - 1] {
+        for n in [0u64, 1, 2, 3, 5, (1 << 21) - 1, 1 << 21, 1 << 40, u64::MAX - 2, u64::MAX - 1] {
             let v = (u128::from(n) * (u128::from(n) + 1) % (1 << 64)) as u64;
             assert_eq!(tri(n).wrapping_mul(2), v);
             let t = u128::from(n) * (u128::from(n) + 1) / 2 % 3;
@@ -497,21 +515,21 @@ mod tests {
     #[test]
     #[ignore = "timing; run with --release -- --ignored fletcher --nocapture"]
     fn fletcher4_throughput() {
-        let buf = rng_bytes(5, 128 << 10);
-        let rounds = 40_000u32;
-        let mut acc = 0u64;
-        let t0 = std::time::Instant::now();
-        for _ in 0..rounds {
-            acc = acc.wrapping_add(fletcher4(std::hint::black_box(&buf))[3]);
+        for len in [280usize, 512, 1024, 2048, 4096, 128 << 10] {
+            let buf = rng_bytes(5, len);
+            let rounds = (5u64 << 30) / len as u64;
+            let mut acc = 0u64;
+            let t0 = std::time::Instant::now();
+            for _ in 0..rounds {
+                acc = acc.wrapping_add(fletcher4(std::hint::black_box(&buf))[3]);
+            }
+            let lanes = (rounds * len as u64) as f64 / 1e6 / t0.elapsed().as_secs_f64();
+            let t0 = std::time::Instant::now();
+            for _ in 0..rounds / 4 {
+                acc = acc.wrapping_add(scalar(std::hint::black_box(&buf), false)[3]);
+            }
+            let one = (rounds / 4 * len as u64) as f64 / 1e6 / t0.elapsed().as_secs_f64();
+            println!("fletcher4 {len:>6} B: {lanes:.0} MB/s (scalar {one:.0} MB/s) {acc:x}");
         }
-        let secs = t0.elapsed().as_secs_f64();
-        let mb = f64::from(rounds) * buf.len() as f64 / 1e6;
-        println!("fletcher4 lanes: {:.0} MB/s (acc {acc:x})", mb / secs);
-        let t0 = std::time::Instant::now();
-        for _ in 0..rounds / 4 {
-            acc = acc.wrapping_add(scalar(std::hint::black_box(&buf), false)[3]);
-        }
-        let secs = t0.elapsed().as_secs_f64();
-        println!("fletcher4 scalar: {:.0} MB/s (acc {acc:x})", mb / 4.0 / secs);
     }
 }

@@ -106,7 +106,10 @@ pub fn lz4_decompress(src: &[u8], lsize: usize) -> Result<Vec<u8>, CompressError
     let claimed = u32::from_be_bytes(*head);
     let block_len = usize::try_from(claimed).unwrap_or(usize::MAX);
     if block_len > body.len() {
-        return Err(CompressError::BadLength { claimed: u64::from(claimed), available: body.len() });
+        return Err(CompressError::BadLength {
+            claimed: u64::from(claimed),
+            available: body.len(),
+        });
     }
     let mut out = vec![0u8; lsize];
     let got = decompress_into(&body[..block_len], &mut out)

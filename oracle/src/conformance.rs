@@ -1,0 +1,235 @@
+//! Property 1, conformance: what the engine returns (head and every snapshot) equals the
+//! model. OpenZFS counterpart: ztest's ztest_verify_* data checks. Called after every op by
+//! `run_checked` (here), sim and fuzz; uses the public `Spa` API, plus `traverse` over
+//! synced trees to learn which blocks the engine holds. Never changes the pool (reads only).
+//! Limitation: in objects larger than `CONFORMANCE_DENSE_BYTES_MAX`, only blocks the model
+//! holds, blocks the synced tree holds, and `CONFORMANCE_HOLE_SAMPLES` other block ids are
+//! read; an unsynced phantom block elsewhere in such an object would go unseen.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use engine::dmu::traverse::{traverse_objset, Visit, OBJSET_BLOCK_OBJECT};
+use engine::Spa;
+
+use crate::integrity;
+use crate::model::{kind_of_dmu, Model, ModelInfo, ModelObject, MODEL_MAX_OFFSET};
+use crate::op::{first_difference, Divergence, Op};
+
+/// Objects up to this many bytes ((maxblkid + 1) * blksz) are compared entirely.
+pub const CONFORMANCE_DENSE_BYTES_MAX: u64 = 4 << 20;
+/// Bytes per read when comparing an object entirely.
+pub const CONFORMANCE_CHUNK_BYTES: u64 = 1 << 20;
+/// Block ids sampled (besides first, last, and listed ones) in a large object.
+pub const CONFORMANCE_HOLE_SAMPLES: u64 = 16;
+/// Listed blocks compared per large object (the rest are skipped, bounded work).
+pub const CONFORMANCE_LISTED_BLOCKS_MAX: usize = 4096;
+
+const _: () = assert!(CONFORMANCE_DENSE_BYTES_MAX.is_multiple_of(CONFORMANCE_CHUNK_BYTES));
+
+fn dmu_err(what: &str, e: &engine::DmuError) -> Divergence {
+    Divergence::new(format!("{what}: engine error {e} ({:?})", kind_of_dmu(e)))
+}
+
+/// Check the whole pool against the model: dataset and snapshot names, then every object
+/// of every head and snapshot (attributes, bonus, contents).
+///
+/// # Errors
+/// The first `Divergence` found.
+pub fn check(spa: &mut Spa, model: &Model) -> Result<(), Divergence> {
+    let (engine_fs, model_fs) = (spa.datasets(), model.datasets());
+    if engine_fs != model_fs {
+        return Err(Divergence::new(format!("datasets: engine {engine_fs:?}, model {model_fs:?}")));
+    }
+    for fs in &model_fs {
+        let snaps =
+            spa.snapshots(fs).map_err(|e| Divergence::new(format!("snapshots({fs}): {e}")))?;
+        let engine_snaps: Vec<String> = snaps.into_iter().map(|s| s.name).collect();
+        let model_snaps = model.snapshots(fs).expect("invariant: listed dataset");
+        if engine_snaps != model_snaps {
+            return Err(Divergence::new(format!(
+                "snapshots of {fs}: engine {engine_snaps:?}, model {model_snaps:?}"
+            )));
+        }
+        for name in model_snaps.iter().chain(std::iter::once(fs)) {
+            check_objset(spa, model, name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Check one head or snapshot.
+///
+/// # Errors
+/// The first `Divergence` found.
+pub fn check_objset(spa: &mut Spa, model: &Model, name: &str) -> Result<(), Divergence> {
+    let engine_objs = spa.objects(name).map_err(|e| dmu_err(&format!("objects({name})"), &e))?;
+    let model_objs = model.objects(name).expect("invariant: listed dataset");
+    if engine_objs != model_objs {
+        return Err(Divergence::new(format!(
+            "objects of {name}: engine {engine_objs:?}, model {model_objs:?}"
+        )));
+    }
+    let mut listed = None;
+    for &obj in &model_objs {
+        let ob = model.object(name, obj).expect("invariant: listed object");
+        let info =
+            spa.object_info(name, obj).map_err(|e| dmu_err(&format!("{name} obj {obj}"), &e))?;
+        if ModelInfo::of_engine(&info) != ob.info() {
+            return Err(Divergence::new(format!(
+                "object_info {name} obj {obj}: engine {info:?}, model {:?}",
+                ob.info()
+            )));
+        }
+        let bonus =
+            spa.bonus(name, obj).map_err(|e| dmu_err(&format!("bonus {name} {obj}"), &e))?;
+        if bonus != (ob.bonustype, ob.bonus.clone()) {
+            return Err(Divergence::new(format!(
+                "bonus {name} obj {obj}: engine {bonus:?}, model {:?}",
+                (ob.bonustype, &ob.bonus)
+            )));
+        }
+        if object_bytes(ob) <= CONFORMANCE_DENSE_BYTES_MAX {
+            check_dense(spa, name, obj, ob)?;
+        } else {
+            if listed.is_none() {
+                listed = Some(synced_blocks(spa, name)?);
+            }
+            let engine_blocks = listed.as_ref().and_then(|l| l.get(&obj));
+            check_sparse(spa, name, obj, ob, engine_blocks)?;
+        }
+    }
+    Ok(())
+}
+
+fn object_bytes(ob: &ModelObject) -> u64 {
+    (ob.maxblkid + 1).saturating_mul(u64::from(ob.blksz))
+}
+
+fn compare_range(
+    spa: &mut Spa,
+    name: &str,
+    obj: u64,
+    ob: &ModelObject,
+    offset: u64,
+    len: u64,
+) -> Result<(), Divergence> {
+    let what = format!("{name} obj {obj} [{offset:#x}+{len:#x})");
+    let got = spa.read(name, obj, offset, len).map_err(|e| dmu_err(&what, &e))?;
+    let want = ob.read_bytes(offset, usize::try_from(len).expect("bounded chunk"));
+    match first_difference(&got, &want) {
+        None => Ok(()),
+        Some(at) => Err(Divergence::new(format!(
+            "contents of {name} obj {obj} differ at offset {:#x}: engine {:?}, model {:?}",
+            offset + at as u64,
+            got.get(at),
+            want.get(at)
+        ))),
+    }
+}
+
+/// Compare every byte of the object, plus one block past its end.
+fn check_dense(spa: &mut Spa, name: &str, obj: u64, ob: &ModelObject) -> Result<(), Divergence> {
+    let size = object_bytes(ob);
+    assert!(size <= CONFORMANCE_DENSE_BYTES_MAX, "{size}");
+    let mut at = 0;
+    while at < size {
+        let len = CONFORMANCE_CHUNK_BYTES.min(size - at);
+        compare_range(spa, name, obj, ob, at, len)?;
+        at += len;
+    }
+    compare_range(spa, name, obj, ob, size, u64::from(ob.blksz))
+}
+
+/// Compare the blocks either side lists, the first and last, evenly spaced samples, and
+/// the block past the end.
+fn check_sparse(
+    spa: &mut Spa,
+    name: &str,
+    obj: u64,
+    ob: &ModelObject,
+    engine_blocks: Option<&BTreeSet<u64>>,
+) -> Result<(), Divergence> {
+    let bs = u64::from(ob.blksz);
+    let mut ids: BTreeSet<u64> =
+        ob.blocks.keys().copied().take(CONFORMANCE_LISTED_BLOCKS_MAX).collect();
+    ids.extend(engine_blocks.into_iter().flatten().take(CONFORMANCE_LISTED_BLOCKS_MAX));
+    let step = (ob.maxblkid / CONFORMANCE_HOLE_SAMPLES).max(1);
+    ids.extend((0..=CONFORMANCE_HOLE_SAMPLES).map(|i| (i * step).min(ob.maxblkid)));
+    ids.insert(ob.maxblkid);
+    ids.insert(ob.maxblkid + 1);
+    for blkid in ids.into_iter().filter(|b| (b + 1).saturating_mul(bs) <= MODEL_MAX_OFFSET) {
+        compare_range(spa, name, obj, ob, blkid * bs, bs)?;
+    }
+    Ok(())
+}
+
+/// Level-0 non-hole block ids of every object in the synced tree of `name`.
+fn synced_blocks(spa: &mut Spa, name: &str) -> Result<BTreeMap<u64, BTreeSet<u64>>, Divergence> {
+    let (trees, _) = spa.pool_trees();
+    let root = match name.split_once('@') {
+        None => trees.iter().find(|t| t.name == name).map(|t| t.head),
+        Some((fs, snap)) => trees
+            .iter()
+            .find(|t| t.name == fs)
+            .and_then(|t| t.snapshots.iter().find(|s| s.0 == snap).map(|s| s.2)),
+    };
+    let root = root.ok_or_else(|| Divergence::new(format!("no synced tree for {name}")))?;
+    let mut out: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    traverse_objset(spa.zio_mut(), &root, 0, &mut |_, v| {
+        if let Visit::Block { object, level: 0, blkid, bp, .. } = v {
+            if *object != 0 && *object != OBJSET_BLOCK_OBJECT && !bp.is_hole() {
+                out.entry(*object).or_default().insert(*blkid);
+            }
+        }
+    })
+    .map_err(|e| Divergence::new(format!("traverse {name}: {e}")))?;
+    Ok(out)
+}
+
+/// Where a checked run failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunFailure {
+    /// Index of the op after which the check failed.
+    pub index: usize,
+    /// That op.
+    pub op: Op,
+    /// What differed.
+    pub divergence: Divergence,
+}
+
+impl std::fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "after op #{} {:?}: {}", self.index, self.op, self.divergence)
+    }
+}
+
+/// Apply `ops` in order to engine and model, checking conformance after every op and pool
+/// integrity after every op that syncs (sync, export/import, dataset and snapshot ops).
+///
+/// # Errors
+/// The first failure, with the index of the op.
+pub fn run_checked(spa: &mut Spa, model: &mut Model, ops: &[Op]) -> Result<(), RunFailure> {
+    for (index, op) in ops.iter().enumerate() {
+        let fail = |divergence| RunFailure { index, op: op.clone(), divergence };
+        op.apply(spa, model).map_err(fail)?;
+        check(spa, model).map_err(fail)?;
+        if syncs(op) {
+            let r = integrity::check(spa);
+            r.map_err(|e| fail(Divergence::new(format!("integrity: {e}"))))?;
+        }
+    }
+    Ok(())
+}
+
+fn syncs(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Sync
+            | Op::ExportImport
+            | Op::Snapshot { .. }
+            | Op::SnapshotDestroy { .. }
+            | Op::Rollback { .. }
+            | Op::DatasetCreate { .. }
+            | Op::DatasetDestroy { .. }
+    )
+}

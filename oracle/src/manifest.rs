@@ -1,0 +1,252 @@
+//! The v1 manifest of a snapshot (../zfs-real-streams/README.md, "Manifest format (v1)"):
+//! one line per object with its attributes and the SHA-256 of its contents and bonus.
+//! OpenZFS counterpart: none; the fixtures' manifests were made from OpenZFS pools by the
+//! same rules. Used by golden (real-stream comparisons), sim (`zsim recv`, `zsim gen`) and
+//! round-trip tests; reads through the public `Spa` API or the model. Invariants: size =
+//! (maxblkid + 1) * bs; holes hash as zeros; lines ascend by object.
+
+use std::fmt::Write as _;
+
+use engine::{DmuError, Spa};
+use sha2::{Digest, Sha256};
+
+use crate::model::{Model, ModelError, ModelObject};
+
+/// Bytes read per call while hashing an object.
+pub const MANIFEST_CHUNK_BYTES: u64 = 1 << 20;
+/// Largest object size hashed; larger objects make `manifest` fail with `OffsetOverflow`
+/// (hashing them is impractical: SHA-256 has no shortcut over zeros).
+pub const MANIFEST_SIZE_MAX_BYTES: u64 = 4 << 30;
+
+/// One object line of a manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestLine {
+    /// Object number.
+    pub obj: u64,
+    /// DMU object type.
+    pub ot: u8,
+    /// Data block size.
+    pub bs: u32,
+    /// Highest block id.
+    pub maxblkid: u64,
+    /// (maxblkid + 1) * bs.
+    pub size: u64,
+    /// Bonus type.
+    pub bonustype: u8,
+    /// Bonus length.
+    pub bonuslen: u16,
+    /// SHA-256 of the contents over `size` bytes, lowercase hex.
+    pub sha256: String,
+    /// SHA-256 of the bonus buffer, lowercase hex.
+    pub bonus_sha256: String,
+}
+
+impl ManifestLine {
+    /// The line as the manifest prints it (no newline).
+    #[must_use]
+    pub fn format(&self) -> String {
+        format!(
+            "obj={} type={} bs={} maxblkid={} size={} bonustype={} bonuslen={} sha256={} \
+             bonus_sha256={}",
+            self.obj,
+            self.ot,
+            self.bs,
+            self.maxblkid,
+            self.size,
+            self.bonustype,
+            self.bonuslen,
+            self.sha256,
+            self.bonus_sha256
+        )
+    }
+}
+
+fn hex(digest: &[u8]) -> String {
+    let mut s = String::with_capacity(2 * digest.len());
+    for b in digest {
+        write!(s, "{b:02x}").expect("writing to a String cannot fail");
+    }
+    s
+}
+
+/// SHA-256 of `bytes`, lowercase hex.
+#[must_use]
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn header(snapshot_full_name: &str) -> String {
+    let short = snapshot_full_name.split_once('@').map_or(snapshot_full_name, |(_, s)| s);
+    format!("# manifest v1 snapshot=@{short}\n")
+}
+
+/// The manifest of a snapshot (or head) of the engine.
+///
+/// # Errors
+/// Engine read errors; `OffsetOverflow` for an object over `MANIFEST_SIZE_MAX_BYTES`.
+pub fn manifest(spa: &mut Spa, snapshot_full_name: &str) -> Result<String, DmuError> {
+    let name = snapshot_full_name;
+    let mut out = header(name);
+    for obj in spa.objects(name)? {
+        let info = spa.object_info(name, obj)?;
+        let bs = u64::from(info.blksz);
+        let size = (info.maxblkid + 1).saturating_mul(bs);
+        if size > MANIFEST_SIZE_MAX_BYTES {
+            return Err(DmuError::OffsetOverflow { offset: 0, len: size });
+        }
+        let mut h = Sha256::new();
+        let mut at = 0;
+        while at < size {
+            let len = MANIFEST_CHUNK_BYTES.min(size - at);
+            h.update(spa.read(name, obj, at, len)?);
+            at += len;
+        }
+        let (bonustype, bonus) = spa.bonus(name, obj)?;
+        assert_eq!(bonus.len(), usize::from(info.bonuslen), "bonus length vs object_info");
+        let line = ManifestLine {
+            obj,
+            ot: info.ot,
+            bs: info.blksz,
+            maxblkid: info.maxblkid,
+            size,
+            bonustype,
+            bonuslen: info.bonuslen,
+            sha256: hex(&h.finalize()),
+            bonus_sha256: sha256_hex(&bonus),
+        };
+        out.push_str(&line.format());
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+fn model_line(obj: u64, ob: &ModelObject) -> ManifestLine {
+    let info = ob.info();
+    let size = (info.maxblkid + 1).saturating_mul(u64::from(info.blksz));
+    let mut h = Sha256::new();
+    let mut at = 0;
+    while at < size {
+        let len = MANIFEST_CHUNK_BYTES.min(size - at);
+        h.update(ob.read_bytes(at, usize::try_from(len).expect("chunk")));
+        at += len;
+    }
+    ManifestLine {
+        obj,
+        ot: info.ot,
+        bs: info.blksz,
+        maxblkid: info.maxblkid,
+        size,
+        bonustype: info.bonustype,
+        bonuslen: info.bonuslen,
+        sha256: hex(&h.finalize()),
+        bonus_sha256: sha256_hex(&ob.bonus),
+    }
+}
+
+/// The manifest of a snapshot (or head) of the model.
+///
+/// # Errors
+/// `NoSuchDataset`; `OffsetOverflow` for an object over `MANIFEST_SIZE_MAX_BYTES`.
+pub fn manifest_of_model(model: &Model, snapshot_full_name: &str) -> Result<String, ModelError> {
+    let mut out = header(snapshot_full_name);
+    for obj in model.objects(snapshot_full_name)? {
+        let ob = model.object(snapshot_full_name, obj)?;
+        if (ob.maxblkid + 1).saturating_mul(u64::from(ob.blksz)) > MANIFEST_SIZE_MAX_BYTES {
+            return Err(ModelError::OffsetOverflow);
+        }
+        out.push_str(&model_line(obj, ob).format());
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Why a manifest did not parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestParseError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What was wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for ManifestParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "manifest line {}: {}", self.line, self.reason)
+    }
+}
+
+impl std::error::Error for ManifestParseError {}
+
+const MANIFEST_KEYS: [&str; 9] =
+    ["obj", "type", "bs", "maxblkid", "size", "bonustype", "bonuslen", "sha256", "bonus_sha256"];
+
+fn parse_line(text: &str) -> Result<ManifestLine, String> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    if fields.len() != MANIFEST_KEYS.len() {
+        return Err(format!("{} fields, want {}", fields.len(), MANIFEST_KEYS.len()));
+    }
+    let mut v = Vec::with_capacity(MANIFEST_KEYS.len());
+    for (field, key) in fields.iter().zip(MANIFEST_KEYS) {
+        match field.split_once('=') {
+            Some((k, val)) if k == key => v.push(val),
+            _ => return Err(format!("field {field:?}, want {key}=...")),
+        }
+    }
+    let num = |i: usize| v[i].parse::<u64>().map_err(|e| format!("{}: {e}", MANIFEST_KEYS[i]));
+    let small = |i: usize, max: u64| {
+        num(i).and_then(|n| {
+            if n <= max {
+                Ok(n)
+            } else {
+                Err(format!("{} too large", MANIFEST_KEYS[i]))
+            }
+        })
+    };
+    let digest = |i: usize| {
+        let ok = v[i].len() == 64
+            && v[i].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if ok {
+            Ok(v[i].to_owned())
+        } else {
+            Err(format!("{} is not a sha256", MANIFEST_KEYS[i]))
+        }
+    };
+    let line = ManifestLine {
+        obj: num(0)?,
+        ot: u8::try_from(small(1, 255)?).expect("checked"),
+        bs: u32::try_from(small(2, u64::from(u32::MAX))?).expect("checked"),
+        maxblkid: num(3)?,
+        size: num(4)?,
+        bonustype: u8::try_from(small(5, 255)?).expect("checked"),
+        bonuslen: u16::try_from(small(6, u64::from(u16::MAX))?).expect("checked"),
+        sha256: digest(7)?,
+        bonus_sha256: digest(8)?,
+    };
+    if line.maxblkid.checked_add(1).and_then(|n| n.checked_mul(u64::from(line.bs)))
+        != Some(line.size)
+    {
+        return Err("size != (maxblkid + 1) * bs".to_owned());
+    }
+    Ok(line)
+}
+
+/// Parse a v1 manifest: `#` lines and blank lines are skipped; object lines must ascend.
+///
+/// # Errors
+/// `ManifestParseError` with the line number.
+pub fn parse_manifest(text: &str) -> Result<Vec<ManifestLine>, ManifestParseError> {
+    let mut out: Vec<ManifestLine> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let t = raw.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let err = |reason| ManifestParseError { line: i + 1, reason };
+        let line = parse_line(t).map_err(err)?;
+        if out.last().is_some_and(|l| l.obj >= line.obj) {
+            return Err(err(format!("object {} out of order", line.obj)));
+        }
+        out.push(line);
+    }
+    Ok(out)
+}

@@ -1,0 +1,671 @@
+//! The reference model: a pool as plain BTreeMaps, with the same API shape as `engine::Spa`.
+//! OpenZFS counterpart: none (ztest keeps no model); the semantics are dmu.c / dnode.c's.
+//! Used by op.rs (applied beside the engine), conformance.rs and manifest.rs; uses nothing of
+//! the engine but its error types (to map them to `ErrKind`). No txgs, no disk: a snapshot
+//! is a clone of the head. Invariants: every object's blocks lie at or below its maxblkid and
+//! are exactly blksz long; absent blocks read as zeros; a failed call changes nothing.
+
+use std::collections::BTreeMap;
+
+use engine::{DmuError, DslError, ObjectInfo, ObjectSpec};
+
+/// Largest offset + length a read or write may reach: the engine's `DMU_MAX_OFFSET`, 2^62
+/// (the brief said 2^63; engine/src/limits.rs names 2^62 and that is the contract).
+pub const MODEL_MAX_OFFSET: u64 = 1 << 62;
+/// Object numbers are below this (DN_MAX_OBJECT).
+pub const MODEL_MAX_OBJECT: u64 = 1 << 48;
+/// `free_range` length meaning "to the end": a truncation (DMU_OBJECT_END).
+pub const MODEL_OBJECT_END: u64 = u64::MAX;
+/// Largest bonus length at allocation (DN_MAX_BONUSLEN of a 512-byte dnode).
+pub const MODEL_MAX_BONUSLEN: usize = 320;
+/// Bytes shared by block pointers and bonus in a dnode (512 - 64 core bytes).
+pub const MODEL_DNODE_TAIL_BYTES: usize = 448;
+/// Bytes of one block pointer.
+pub const MODEL_BLKPTR_BYTES: usize = 128;
+/// Smallest and largest data block sizes.
+pub const MODEL_BLKSZ_MIN: u32 = 512;
+/// Largest data block size (128 KiB).
+pub const MODEL_BLKSZ_MAX: u32 = 128 << 10;
+/// Longest dataset or snapshot name.
+pub const MODEL_NAME_LEN_MAX: usize = 255;
+/// Filesystems per pool and snapshots per filesystem (the engine's named limits).
+pub const MODEL_DATASETS_MAX: usize = 4096;
+/// Snapshots per filesystem.
+pub const MODEL_SNAPSHOTS_MAX: usize = 4096;
+const INDBLKSHIFT_DEFAULT: u8 = 14;
+const INDBLKSHIFT_RANGE: std::ops::RangeInclusive<u8> = 12..=17;
+
+const _: () = assert!(MODEL_DNODE_TAIL_BYTES == MODEL_MAX_BONUSLEN + MODEL_BLKPTR_BYTES);
+const _: () = assert!(MODEL_BLKSZ_MIN.is_power_of_two() && MODEL_BLKSZ_MAX.is_power_of_two());
+
+/// The kind of an error, the same for model and engine so outcomes compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ErrKind {
+    /// Dataset or snapshot missing (ENOENT).
+    NoSuchDataset,
+    /// Object missing (ENOENT).
+    NoSuchObject,
+    /// Object number taken (EEXIST).
+    ObjectExists,
+    /// Object 0 or >= 2^48.
+    InvalidObject,
+    /// Block size not a power of two in 512..=128 KiB.
+    InvalidBlockSize,
+    /// Indirect block shift outside 12..=17.
+    InvalidIndBlkShift,
+    /// Object or bonus type invalid.
+    InvalidType,
+    /// Bonus longer than the dnode holds.
+    BonusTooLong,
+    /// offset + length past the limit (EFBIG).
+    OffsetOverflow,
+    /// Snapshots are read-only (EROFS).
+    ReadOnly,
+    /// Out of space (the model never says this; the engine may).
+    NoSpace,
+    /// A block could not be read (the model never says this).
+    Io,
+    /// The pool is suspended (the model never says this).
+    Suspended,
+    /// Malformed dataset or snapshot name.
+    InvalidName,
+    /// Dataset or snapshot exists (EEXIST).
+    Exists,
+    /// Rollback without a snapshot.
+    NoSnapshot,
+    /// Pool root, or a dataset with children (EBUSY).
+    Busy,
+    /// A named count limit.
+    Limit,
+}
+
+/// Errors of the model: the error kinds themselves.
+pub type ModelError = ErrKind;
+
+/// The kind of an engine DMU error.
+#[must_use]
+pub fn kind_of_dmu(e: &DmuError) -> ErrKind {
+    match e {
+        DmuError::NoSuchDataset(_) => ErrKind::NoSuchDataset,
+        DmuError::NoSuchObject { .. } => ErrKind::NoSuchObject,
+        DmuError::ObjectExists { .. } => ErrKind::ObjectExists,
+        DmuError::InvalidObject { .. } => ErrKind::InvalidObject,
+        DmuError::InvalidBlockSize { .. } => ErrKind::InvalidBlockSize,
+        DmuError::InvalidIndBlkShift { .. } => ErrKind::InvalidIndBlkShift,
+        DmuError::InvalidType { .. } => ErrKind::InvalidType,
+        DmuError::BonusTooLong { .. } => ErrKind::BonusTooLong,
+        DmuError::OffsetOverflow { .. } => ErrKind::OffsetOverflow,
+        DmuError::ReadOnly(_) => ErrKind::ReadOnly,
+        DmuError::NoSpace => ErrKind::NoSpace,
+        DmuError::Zio(_) => ErrKind::Io,
+        DmuError::Suspended => ErrKind::Suspended,
+    }
+}
+
+/// The kind of an engine DSL error.
+#[must_use]
+pub fn kind_of_dsl(e: &DslError) -> ErrKind {
+    match e {
+        DslError::InvalidName(_) => ErrKind::InvalidName,
+        DslError::NoSuchDataset(_) => ErrKind::NoSuchDataset,
+        DslError::Exists(_) => ErrKind::Exists,
+        DslError::NoSnapshot(_) => ErrKind::NoSnapshot,
+        DslError::Busy(_) => ErrKind::Busy,
+        DslError::Limit(_) => ErrKind::Limit,
+        DslError::NoSpace => ErrKind::NoSpace,
+        DslError::Zio(_) => ErrKind::Io,
+        DslError::Suspended => ErrKind::Suspended,
+    }
+}
+
+/// What `object_info` reports, minus the engine's tree shape (nlevels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// Object type.
+    pub ot: u8,
+    /// Data block size.
+    pub blksz: u32,
+    /// log2 of the indirect block size.
+    pub indblkshift: u8,
+    /// Bonus type.
+    pub bonustype: u8,
+    /// Bonus length.
+    pub bonuslen: u16,
+    /// Highest block id.
+    pub maxblkid: u64,
+    /// Block pointers in the dnode.
+    pub nblkptr: u8,
+}
+
+impl ModelInfo {
+    /// The comparable part of the engine's `ObjectInfo`.
+    #[must_use]
+    pub fn of_engine(i: &ObjectInfo) -> Self {
+        let ObjectInfo { ot, blksz, indblkshift, bonustype, bonuslen, maxblkid, nblkptr, .. } = *i;
+        Self { ot, blksz, indblkshift, bonustype, bonuslen, maxblkid, nblkptr }
+    }
+}
+
+/// One object: its attributes and its non-hole blocks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelObject {
+    /// Object type (never 0).
+    pub ot: u8,
+    /// Data block size.
+    pub blksz: u32,
+    /// log2 of the indirect block size.
+    pub indblkshift: u8,
+    /// Bonus type.
+    pub bonustype: u8,
+    /// Bonus buffer (its length is bonuslen).
+    pub bonus: Vec<u8>,
+    /// Block pointers, fixed at allocation by the bonus length.
+    pub nblkptr: u8,
+    /// Highest block id (raised by writes, lowered only by truncation).
+    pub maxblkid: u64,
+    /// Written blocks by blkid, each `blksz` bytes; absent = zeros.
+    pub blocks: BTreeMap<u64, Vec<u8>>,
+}
+
+impl ModelObject {
+    fn new(spec: &ObjectSpec) -> Self {
+        let ibs = if spec.indblkshift == 0 { INDBLKSHIFT_DEFAULT } else { spec.indblkshift };
+        let n = 1 + (MODEL_MAX_BONUSLEN - spec.bonuslen) / MODEL_BLKPTR_BYTES;
+        Self {
+            ot: spec.ot,
+            blksz: spec.blksz,
+            indblkshift: ibs,
+            bonustype: spec.bonustype,
+            bonus: vec![0; spec.bonuslen],
+            nblkptr: u8::try_from(n.min(3)).expect("invariant: <= 3"),
+            maxblkid: 0,
+            blocks: BTreeMap::new(),
+        }
+    }
+
+    /// The comparable attributes.
+    #[must_use]
+    pub fn info(&self) -> ModelInfo {
+        ModelInfo {
+            ot: self.ot,
+            blksz: self.blksz,
+            indblkshift: self.indblkshift,
+            bonustype: self.bonustype,
+            bonuslen: u16::try_from(self.bonus.len()).expect("invariant: <= 320"),
+            maxblkid: self.maxblkid,
+            nblkptr: self.nblkptr,
+        }
+    }
+
+    /// Bytes `[offset, offset + len)` (caller checked the range).
+    #[must_use]
+    pub fn read_bytes(&self, offset: u64, len: usize) -> Vec<u8> {
+        let mut out = vec![0; len];
+        let (bs, end) = (u64::from(self.blksz), offset + len as u64);
+        if len == 0 {
+            return out;
+        }
+        for (&blkid, data) in self.blocks.range(offset / bs..=(end - 1) / bs) {
+            let (from, to) = (offset.max(blkid * bs), end.min((blkid + 1) * bs));
+            let src = &data[idx(from - blkid * bs)..idx(to - blkid * bs)];
+            out[idx(from - offset)..idx(to - offset)].copy_from_slice(src);
+        }
+        out
+    }
+
+    /// Zero `[from, to)` within the object: whole blocks become holes, partial ones zeros.
+    fn zero_range(&mut self, from: u64, to: u64) {
+        assert!(from < to, "empty zero range {from}..{to}");
+        let bs = u64::from(self.blksz);
+        let ids: Vec<u64> = self.blocks.range(from / bs..=(to - 1) / bs).map(|(&k, _)| k).collect();
+        for blkid in ids {
+            let (b0, b1) = (blkid * bs, (blkid + 1) * bs);
+            if from <= b0 && b1 <= to {
+                self.blocks.remove(&blkid);
+            } else {
+                let block = self.blocks.get_mut(&blkid).expect("listed");
+                block[idx(from.max(b0) - b0)..idx(to.min(b1) - b0)].fill(0);
+            }
+        }
+    }
+}
+
+fn idx(n: u64) -> usize {
+    usize::try_from(n).expect("invariant: in-memory index")
+}
+
+/// An object set: allocated objects by number (never 0).
+pub type ModelObjset = BTreeMap<u64, ModelObject>;
+
+#[derive(Clone, Debug, Default)]
+struct ModelDataset {
+    head: ModelObjset,
+    snapshots: Vec<(String, ModelObjset)>,
+}
+
+/// The reference pool.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pool: String,
+    datasets: BTreeMap<String, ModelDataset>,
+}
+
+fn component_ok(c: &str) -> bool {
+    let ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-');
+    !c.is_empty() && c != "." && c != ".." && c.bytes().all(ok)
+}
+
+fn check_object(object: u64) -> Result<(), ErrKind> {
+    if object == 0 || object >= MODEL_MAX_OBJECT {
+        return Err(ErrKind::InvalidObject);
+    }
+    Ok(())
+}
+
+fn check_range(offset: u64, len: u64) -> Result<u64, ErrKind> {
+    offset.checked_add(len).filter(|&e| e <= MODEL_MAX_OFFSET).ok_or(ErrKind::OffsetOverflow)
+}
+
+const fn ot_valid(ot: u8) -> bool {
+    if ot & 0x80 != 0 {
+        (ot & 0x1f) < 10
+    } else {
+        ot > 0 && ot < 54
+    }
+}
+
+const fn bonustype_valid(ot: u8) -> bool {
+    ot == 0 || ot_valid(ot)
+}
+
+/// Validate an allocation spec in the engine's order (ObjectSpec::to_attrs).
+fn check_spec(s: &ObjectSpec) -> Result<(), ErrKind> {
+    if !ot_valid(s.ot) || !bonustype_valid(s.bonustype) {
+        return Err(ErrKind::InvalidType);
+    }
+    if !s.blksz.is_power_of_two() || !(MODEL_BLKSZ_MIN..=MODEL_BLKSZ_MAX).contains(&s.blksz) {
+        return Err(ErrKind::InvalidBlockSize);
+    }
+    let ibs = if s.indblkshift == 0 { INDBLKSHIFT_DEFAULT } else { s.indblkshift };
+    if !INDBLKSHIFT_RANGE.contains(&ibs) {
+        return Err(ErrKind::InvalidIndBlkShift);
+    }
+    if s.bonuslen > MODEL_MAX_BONUSLEN {
+        return Err(ErrKind::BonusTooLong);
+    }
+    Ok(())
+}
+
+fn hold(os: &ModelObjset, object: u64) -> Result<&ModelObject, ErrKind> {
+    os.get(&object).ok_or(ErrKind::NoSuchObject)
+}
+
+fn hold_mut(os: &mut ModelObjset, object: u64) -> Result<&mut ModelObject, ErrKind> {
+    os.get_mut(&object).ok_or(ErrKind::NoSuchObject)
+}
+
+impl Model {
+    /// A pool named `pool` with its empty root filesystem.
+    #[must_use]
+    pub fn new(pool: &str) -> Self {
+        assert!(component_ok(pool), "bad pool name {pool:?}");
+        let mut datasets = BTreeMap::new();
+        datasets.insert(pool.to_owned(), ModelDataset::default());
+        Self { pool: pool.to_owned(), datasets }
+    }
+
+    /// Pool name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.pool
+    }
+
+    fn check_fs(&self, name: &str) -> Result<(), ErrKind> {
+        let mut parts = name.split('/');
+        let ok = name.len() <= MODEL_NAME_LEN_MAX
+            && !name.contains('@')
+            && parts.next() == Some(self.pool.as_str())
+            && parts.all(component_ok);
+        if ok {
+            Ok(())
+        } else {
+            Err(ErrKind::InvalidName)
+        }
+    }
+
+    fn split_snapshot<'a>(&self, name: &'a str) -> Result<(&'a str, &'a str), ErrKind> {
+        let (fs, snap) = name.split_once('@').ok_or(ErrKind::InvalidName)?;
+        if name.len() > MODEL_NAME_LEN_MAX || !component_ok(snap) {
+            return Err(ErrKind::InvalidName);
+        }
+        self.check_fs(fs)?;
+        Ok((fs, snap))
+    }
+
+    fn fs(&self, name: &str) -> Result<&ModelDataset, ErrKind> {
+        self.check_fs(name)?;
+        self.datasets.get(name).ok_or(ErrKind::NoSuchDataset)
+    }
+
+    fn fs_mut(&mut self, name: &str) -> Result<&mut ModelDataset, ErrKind> {
+        self.check_fs(name)?;
+        self.datasets.get_mut(name).ok_or(ErrKind::NoSuchDataset)
+    }
+
+    /// Create filesystem `name`; its parent must exist.
+    ///
+    /// # Errors
+    /// `InvalidName`, `Exists`, `NoSuchDataset` (parent), `Limit`.
+    pub fn dataset_create(&mut self, name: &str) -> Result<(), ModelError> {
+        self.check_fs(name)?;
+        if self.datasets.contains_key(name) {
+            return Err(ErrKind::Exists);
+        }
+        if let Some((parent, _)) = name.rsplit_once('/') {
+            self.fs(parent)?;
+        }
+        if self.datasets.len() >= MODEL_DATASETS_MAX {
+            return Err(ErrKind::Limit);
+        }
+        self.datasets.insert(name.to_owned(), ModelDataset::default());
+        Ok(())
+    }
+
+    /// Destroy filesystem `name` and its snapshots (not the root, not with children).
+    ///
+    /// # Errors
+    /// `InvalidName`, `NoSuchDataset`, `Busy`.
+    pub fn dataset_destroy(&mut self, name: &str) -> Result<(), ModelError> {
+        self.fs(name)?;
+        let prefix = format!("{name}/");
+        if name == self.pool || self.datasets.keys().any(|k| k.starts_with(&prefix)) {
+            return Err(ErrKind::Busy);
+        }
+        self.datasets.remove(name);
+        Ok(())
+    }
+
+    /// Snapshot `pool/fs@snap`: a copy of the head.
+    ///
+    /// # Errors
+    /// `InvalidName`, `NoSuchDataset`, `Exists`, `Limit`.
+    pub fn snapshot(&mut self, name: &str) -> Result<(), ModelError> {
+        let (fs, snap) = self.split_snapshot(name)?;
+        let ds = self.fs_mut(fs)?;
+        if ds.snapshots.iter().any(|(n, _)| n == snap) {
+            return Err(ErrKind::Exists);
+        }
+        if ds.snapshots.len() >= MODEL_SNAPSHOTS_MAX {
+            return Err(ErrKind::Limit);
+        }
+        let copy = ds.head.clone();
+        ds.snapshots.push((snap.to_owned(), copy));
+        Ok(())
+    }
+
+    /// Destroy snapshot `pool/fs@snap`.
+    ///
+    /// # Errors
+    /// `InvalidName`, `NoSuchDataset`.
+    pub fn snapshot_destroy(&mut self, name: &str) -> Result<(), ModelError> {
+        let (fs, snap) = self.split_snapshot(name)?;
+        let ds = self.fs_mut(fs)?;
+        let at = ds.snapshots.iter().position(|(n, _)| n == snap).ok_or(ErrKind::NoSuchDataset)?;
+        ds.snapshots.remove(at);
+        Ok(())
+    }
+
+    /// Roll `fs` back to its newest snapshot.
+    ///
+    /// # Errors
+    /// `InvalidName`, `NoSuchDataset`, `NoSnapshot`.
+    pub fn rollback(&mut self, fs: &str) -> Result<(), ModelError> {
+        let ds = self.fs_mut(fs)?;
+        let newest = ds.snapshots.last().ok_or(ErrKind::NoSnapshot)?.1.clone();
+        ds.head = newest;
+        Ok(())
+    }
+
+    /// Every filesystem, sorted by name.
+    #[must_use]
+    pub fn datasets(&self) -> Vec<String> {
+        self.datasets.keys().cloned().collect()
+    }
+
+    /// Full names of the snapshots of `fs`, oldest first.
+    ///
+    /// # Errors
+    /// `InvalidName`, `NoSuchDataset`.
+    pub fn snapshots(&self, fs: &str) -> Result<Vec<String>, ModelError> {
+        Ok(self.fs(fs)?.snapshots.iter().map(|(s, _)| format!("{fs}@{s}")).collect())
+    }
+
+    /// The objset a DMU read names (head or snapshot); any bad name is `NoSuchDataset`.
+    fn view(&self, name: &str) -> Result<&ModelObjset, ErrKind> {
+        let nope = |_| ErrKind::NoSuchDataset;
+        if !name.contains('@') {
+            return Ok(&self.fs(name).map_err(nope)?.head);
+        }
+        let (fs, snap) = self.split_snapshot(name).map_err(nope)?;
+        let ds = self.fs(fs).map_err(nope)?;
+        let found = ds.snapshots.iter().find(|(n, _)| n == snap);
+        found.map(|(_, os)| os).ok_or(ErrKind::NoSuchDataset)
+    }
+
+    /// The head a DMU change names: any `@` is `ReadOnly`, before the name is looked up.
+    fn head_mut(&mut self, name: &str) -> Result<&mut ModelObjset, ErrKind> {
+        if name.contains('@') {
+            return Err(ErrKind::ReadOnly);
+        }
+        Ok(&mut self.fs_mut(name).map_err(|_| ErrKind::NoSuchDataset)?.head)
+    }
+
+    /// Allocate the lowest free object number >= 1.
+    ///
+    /// # Errors
+    /// Spec errors, `ReadOnly`, `NoSuchDataset`, `InvalidObject`.
+    pub fn object_alloc(&mut self, fs: &str, spec: &ObjectSpec) -> Result<u64, ModelError> {
+        check_spec(spec)?;
+        let os = self.head_mut(fs)?;
+        let mut object = 1;
+        for &o in os.keys() {
+            if o != object {
+                break;
+            }
+            object += 1;
+        }
+        check_object(object)?;
+        os.insert(object, ModelObject::new(spec));
+        Ok(object)
+    }
+
+    /// Allocate object number `object`, which must be free.
+    ///
+    /// # Errors
+    /// Spec errors, `ReadOnly`, `NoSuchDataset`, `InvalidObject`, `ObjectExists`.
+    pub fn object_claim(
+        &mut self,
+        fs: &str,
+        object: u64,
+        spec: &ObjectSpec,
+    ) -> Result<(), ModelError> {
+        check_spec(spec)?;
+        let os = self.head_mut(fs)?;
+        check_object(object)?;
+        if os.contains_key(&object) {
+            return Err(ErrKind::ObjectExists);
+        }
+        os.insert(object, ModelObject::new(spec));
+        Ok(())
+    }
+
+    /// Re-create allocated object `object` with a new spec, contents discarded.
+    ///
+    /// # Errors
+    /// Spec errors, `ReadOnly`, `NoSuchDataset`, `InvalidObject`, `NoSuchObject`.
+    pub fn object_reclaim(
+        &mut self,
+        fs: &str,
+        object: u64,
+        spec: &ObjectSpec,
+    ) -> Result<(), ModelError> {
+        check_spec(spec)?;
+        let os = self.head_mut(fs)?;
+        check_object(object)?;
+        *hold_mut(os, object)? = ModelObject::new(spec);
+        Ok(())
+    }
+
+    /// Free object `object`.
+    ///
+    /// # Errors
+    /// `ReadOnly`, `NoSuchDataset`, `InvalidObject`, `NoSuchObject`.
+    pub fn object_free(&mut self, fs: &str, object: u64) -> Result<(), ModelError> {
+        let os = self.head_mut(fs)?;
+        check_object(object)?;
+        hold(os, object)?;
+        os.remove(&object);
+        Ok(())
+    }
+
+    /// Write `data` at `offset`; every touched block becomes present; maxblkid grows.
+    ///
+    /// # Errors
+    /// `ReadOnly`, `NoSuchDataset`, `InvalidObject`, `OffsetOverflow`, `NoSuchObject`.
+    pub fn write(
+        &mut self,
+        fs: &str,
+        object: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), ModelError> {
+        let os = self.head_mut(fs)?;
+        check_object(object)?;
+        let end = check_range(offset, data.len() as u64)?;
+        let ob = hold_mut(os, object)?;
+        let bs = u64::from(ob.blksz);
+        if data.is_empty() {
+            return Ok(());
+        }
+        for blkid in offset / bs..=(end - 1) / bs {
+            let (from, to) = (offset.max(blkid * bs), end.min((blkid + 1) * bs));
+            let block = ob.blocks.entry(blkid).or_insert_with(|| vec![0; idx(bs)]);
+            let src = &data[idx(from - offset)..idx(to - offset)];
+            block[idx(from - blkid * bs)..idx(to - blkid * bs)].copy_from_slice(src);
+            ob.maxblkid = ob.maxblkid.max(blkid);
+        }
+        Ok(())
+    }
+
+    /// Read `len` bytes at `offset` of a head or snapshot (holes and past-EOF are zeros).
+    ///
+    /// # Errors
+    /// `NoSuchDataset`, `InvalidObject`, `OffsetOverflow`, `NoSuchObject`.
+    pub fn read(
+        &self,
+        name: &str,
+        object: u64,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, ModelError> {
+        let os = self.view(name)?;
+        check_object(object)?;
+        check_range(offset, len)?;
+        Ok(hold(os, object)?.read_bytes(offset, idx(len)))
+    }
+
+    /// Free `len` bytes at `offset` (`MODEL_OBJECT_END` = truncate), as dnode_free_range:
+    /// no-op past maxblkid; the range (clipped to the object) reads as zeros afterwards,
+    /// whole blocks become holes; truncation sets maxblkid = ceil(offset / blksz) - 1.
+    ///
+    /// # Errors
+    /// `ReadOnly`, `NoSuchDataset`, `InvalidObject`, `OffsetOverflow`, `NoSuchObject`.
+    pub fn free_range(
+        &mut self,
+        fs: &str,
+        object: u64,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), ModelError> {
+        let os = self.head_mut(fs)?;
+        check_object(object)?;
+        let trunc = len == MODEL_OBJECT_END;
+        let end = if trunc {
+            u64::MAX
+        } else {
+            offset.checked_add(len).ok_or(ErrKind::OffsetOverflow)?
+        };
+        let ob = hold_mut(os, object)?;
+        let bs = u64::from(ob.blksz);
+        if len == 0 || offset / bs > ob.maxblkid {
+            return Ok(());
+        }
+        ob.zero_range(offset, end.min((ob.maxblkid + 1) * bs));
+        if trunc {
+            ob.maxblkid = offset.div_ceil(bs).saturating_sub(1);
+        }
+        assert!(ob.blocks.keys().next_back().is_none_or(|&b| b <= ob.maxblkid), "block past end");
+        Ok(())
+    }
+
+    /// Replace the bonus buffer; it must fit 448 - 128 * nblkptr bytes.
+    ///
+    /// # Errors
+    /// `ReadOnly`, `NoSuchDataset`, `InvalidObject`, `InvalidType`, `NoSuchObject`,
+    /// `BonusTooLong`.
+    pub fn set_bonus(
+        &mut self,
+        fs: &str,
+        object: u64,
+        bonustype: u8,
+        bonus: &[u8],
+    ) -> Result<(), ModelError> {
+        let os = self.head_mut(fs)?;
+        check_object(object)?;
+        if !bonustype_valid(bonustype) {
+            return Err(ErrKind::InvalidType);
+        }
+        let ob = hold_mut(os, object)?;
+        if bonus.len() > MODEL_DNODE_TAIL_BYTES - MODEL_BLKPTR_BYTES * usize::from(ob.nblkptr) {
+            return Err(ErrKind::BonusTooLong);
+        }
+        ob.bonustype = bonustype;
+        ob.bonus = bonus.to_vec();
+        Ok(())
+    }
+
+    /// Bonus type and buffer.
+    ///
+    /// # Errors
+    /// `NoSuchDataset`, `InvalidObject`, `NoSuchObject`.
+    pub fn bonus(&self, name: &str, object: u64) -> Result<(u8, Vec<u8>), ModelError> {
+        let os = self.view(name)?;
+        check_object(object)?;
+        let ob = hold(os, object)?;
+        Ok((ob.bonustype, ob.bonus.clone()))
+    }
+
+    /// Object attributes (no object-number check: object 0 is simply `NoSuchObject`).
+    ///
+    /// # Errors
+    /// `NoSuchDataset`, `NoSuchObject`.
+    pub fn object_info(&self, name: &str, object: u64) -> Result<ModelInfo, ModelError> {
+        Ok(hold(self.view(name)?, object)?.info())
+    }
+
+    /// The object itself, for checkers.
+    ///
+    /// # Errors
+    /// `NoSuchDataset`, `NoSuchObject`.
+    pub fn object(&self, name: &str, object: u64) -> Result<&ModelObject, ModelError> {
+        hold(self.view(name)?, object)
+    }
+
+    /// Every allocated object of a head or snapshot, ascending.
+    ///
+    /// # Errors
+    /// `NoSuchDataset`.
+    pub fn objects(&self, name: &str) -> Result<Vec<u64>, ModelError> {
+        Ok(self.view(name)?.keys().copied().collect())
+    }
+}

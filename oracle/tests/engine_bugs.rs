@@ -1,0 +1,79 @@
+//! Engine bugs found by the oracle, one failing test each until the engine is fixed.
+//! Each header names the bug, what it breaks, and the expected behaviour (the model's).
+
+use engine::{MemoryDevice, ObjectSpec, Spa, SpaConfig};
+use oracle::{Model, Op};
+
+fn fresh() -> Spa {
+    let dev = Box::new(MemoryDevice::new(64 << 20));
+    Spa::create(dev, "tank", SpaConfig::default()).expect("create")
+}
+
+/// Bug: `free_range` whose offset is block-aligned and whose end falls inside the same
+/// block zeroes nothing (engine/src/dmu/object.rs: the tail is zeroed only when
+/// `end / bs > offset / bs`, and the head only when `offset % bs != 0`). ZFS's
+/// dnode_free_range zeroes the partial tail block. Expected: bytes [0, 100) read as zero.
+#[test]
+fn free_range_inside_one_block_from_its_start_zeroes_the_range() {
+    let mut spa = fresh();
+    let o = spa.object_alloc("tank", &ObjectSpec::new(19, 4096, 26, 0)).expect("alloc");
+    spa.write("tank", o, 0, &[0xab; 8192]).expect("write");
+    spa.free_range("tank", o, 4096, 100).expect("free");
+    let got = spa.read("tank", o, 4096, 200).expect("read");
+    assert_eq!(&got[..100], &[0u8; 100][..], "freed bytes must read as zero");
+    assert_eq!(&got[100..], &[0xab; 100][..]);
+}
+
+/// Bug: a sync panics with "invariant: indirect level >= 1" (engine/src/dnode/sync.rs,
+/// `children_of`) when a write lands under a hole that `TreeCtx::grow` created: grow fills
+/// the dnode's other top-level pointers and the new indirect block's unused entries with
+/// `BlkPtr::HOLE`, whose level is 0, although they sit at level >= 1. Expected: the write
+/// syncs and reads back.
+#[test]
+fn write_under_a_hole_left_by_tree_growth_syncs() {
+    let mut spa = fresh();
+    let o = spa.object_alloc("tank", &ObjectSpec::new(19, 16384, 26, 0)).expect("alloc");
+    spa.write("tank", o, 128 * 16384, b"under blkptr[1] after growth").expect("write");
+    spa.txg_sync().expect("sync");
+    assert_eq!(spa.read("tank", o, 128 * 16384, 5).expect("read"), b"under");
+}
+
+/// The same bug one level down: after growth to two levels and a sync, a write far enough
+/// to grow again lands under an unused entry of the grown indirect block.
+#[test]
+fn write_under_an_unused_entry_of_a_grown_indirect_syncs() {
+    let mut spa = fresh();
+    let spec = ObjectSpec { ot: 19, blksz: 16384, indblkshift: 12, bonustype: 26, bonuslen: 65 };
+    spa.object_claim("tank", 7, &spec).expect("claim");
+    spa.write("tank", 7, 357_156, &[1, 2]).expect("write");
+    spa.txg_sync().expect("sync");
+    spa.write("tank", 7, 35_570_931_662, &[9]).expect("write");
+    spa.txg_sync().expect("sync");
+    assert_eq!(spa.read("tank", 7, 35_570_931_662, 1).expect("read"), vec![9]);
+}
+
+/// The quickcheck counterexample that found the growth bug, as an op list.
+#[test]
+fn shrunk_counterexample_of_tree_growth() {
+    use oracle::{ObjRef::*, Pos, Target::*};
+    let ops = [
+        Op::ObjectAlloc { fs: Head(0), spec: ObjectSpec::new(19, 512, 26, 32) },
+        Op::ObjectReclaim {
+            fs: Head(0),
+            obj: Existing(0),
+            spec: ObjectSpec::new(19, 16384, 26, 0),
+        },
+        Op::Write {
+            fs: Head(0),
+            obj: Existing(0),
+            offset: Pos::Abs(2_450_992),
+            len: 1911,
+            seed: 254,
+        },
+        Op::Sync,
+    ];
+    let (mut spa, mut model) = (fresh(), Model::new("tank"));
+    if let Err(f) = oracle::run_checked(&mut spa, &mut model, &ops) {
+        panic!("{f}");
+    }
+}
