@@ -14,9 +14,9 @@
 //! invariant. No wall clock, no threads, no unseeded randomness: the host passes time and a
 //! guid seed in, so a simulator can replay any run.
 
+pub mod dbuf;
 pub mod dmu;
 pub mod dnode;
-pub mod dbuf;
 pub mod dsl;
 pub mod error;
 pub mod limits;
@@ -30,7 +30,7 @@ pub use dmu::object::ObjectSpec;
 pub use dmu::ObjectInfo;
 pub use dsl::DatasetProps;
 pub use error::{DmuError, DslError, ImportError, RecvError, SpaError, ZioError};
-pub use spa::{DatasetTrees, SnapshotInfo, SpaConfig, Spa, SpaceStats};
+pub use spa::{DatasetTrees, SnapshotInfo, Spa, SpaConfig, SpaceStats};
 pub use vdev::{BlockDevice, FileDevice, MemoryDevice, VdevError};
 pub use zio::checksum::ChecksumType;
 pub use zio::compress::Compress;

@@ -36,9 +36,9 @@ pub const DN_DFL_INDBLKSHIFT: u32 = 14;
 pub const DN_MIN_INDBLKSHIFT: u32 = 12;
 /// Largest indirect block shift.
 pub const DN_MAX_INDBLKSHIFT: u32 = 17;
-/// Largest byte offset an object may address (exclusive): 2^63, so offsets fit i64 streams.
+/// Length meaning "to the end of the object" (a truncation) in free_range and FREE records.
 pub const DMU_OBJECT_END: u64 = u64::MAX;
-/// Largest logical object size the engine accepts for reads/writes: 2^62 bytes.
+/// Largest byte offset + length the engine accepts for reads and writes: 2^62 bytes.
 pub const DMU_MAX_OFFSET: u64 = 1 << 62;
 /// Largest payload an embedded block pointer holds (BPE_PAYLOAD_SIZE).
 pub const BPE_PAYLOAD_SIZE: usize = 112;
@@ -60,7 +60,8 @@ pub const VDEV_LABEL_HEADER_SIZE: u64 = 8 * 1024;
 /// Bytes of one uberblock slot.
 pub const UBERBLOCK_SLOT_SIZE: u64 = 1024;
 /// Uberblock slots per label (the ring).
-pub const UBERBLOCK_RING_SLOTS: u64 = (VDEV_LABEL_SIZE - VDEV_LABEL_HEADER_SIZE) / UBERBLOCK_SLOT_SIZE;
+pub const UBERBLOCK_RING_SLOTS: u64 =
+    (VDEV_LABEL_SIZE - VDEV_LABEL_HEADER_SIZE) / UBERBLOCK_SLOT_SIZE;
 /// Labels per device (one at the front, one at the back).
 pub const VDEV_LABELS: u64 = 2;
 /// Smallest device a pool can live on: labels plus 1 MiB of allocatable space.
@@ -83,8 +84,10 @@ pub const DSL_MAX_SNAPSHOTS: usize = 4096;
 const _: () = assert!(TXG_SIZE.is_power_of_two());
 const _: () = assert!(TXG_SIZE >= 3);
 const _: () = assert!(DNODES_PER_BLOCK == 32);
-const _: () = assert!(DNODE_CORE_SIZE as u64 + DN_MAX_NBLKPTR as u64 * BLKPTR_SIZE + 64 == DNODE_SIZE);
-const _: () = assert!(DNODE_CORE_SIZE + BLKPTR_SIZE as usize + DN_MAX_BONUSLEN == DNODE_SIZE as usize);
+const _: () =
+    assert!(DNODE_CORE_SIZE as u64 + DN_MAX_NBLKPTR as u64 * BLKPTR_SIZE + 64 == DNODE_SIZE);
+const _: () =
+    assert!(DNODE_CORE_SIZE + BLKPTR_SIZE as usize + DN_MAX_BONUSLEN == DNODE_SIZE as usize);
 const _: () = assert!(UBERBLOCK_RING_SLOTS >= 2 * TXG_DEFER_SIZE + 2);
-const _: () = assert!(VDEV_LABEL_SIZE % SPA_MINBLOCKSIZE == 0);
+const _: () = assert!(VDEV_LABEL_SIZE.is_multiple_of(SPA_MINBLOCKSIZE));
 const _: () = assert!(SPA_MAXBLOCKSIZE.is_power_of_two());

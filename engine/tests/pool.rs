@@ -126,20 +126,47 @@ fn destroying_snapshots_and_datasets_returns_all_space() {
 #[test]
 fn bad_input_gets_typed_errors_and_changes_nothing() {
     let mut spa = pool(16 * MIB);
-    assert!(matches!(spa.object_alloc("tank", &ObjectSpec::new(19, 1000, 0, 0)), Err(DmuError::InvalidBlockSize { .. })));
-    assert!(matches!(spa.object_alloc("tank", &ObjectSpec::new(19, 1 << 18, 0, 0)), Err(DmuError::InvalidBlockSize { .. })));
-    assert!(matches!(spa.object_alloc("tank", &ObjectSpec::new(0, 512, 0, 0)), Err(DmuError::InvalidType { .. })));
-    assert!(matches!(spa.object_alloc("tank", &ObjectSpec::new(19, 512, 0, 321)), Err(DmuError::BonusTooLong { .. })));
+    assert!(matches!(
+        spa.object_alloc("tank", &ObjectSpec::new(19, 1000, 0, 0)),
+        Err(DmuError::InvalidBlockSize { .. })
+    ));
+    assert!(matches!(
+        spa.object_alloc("tank", &ObjectSpec::new(19, 1 << 18, 0, 0)),
+        Err(DmuError::InvalidBlockSize { .. })
+    ));
+    assert!(matches!(
+        spa.object_alloc("tank", &ObjectSpec::new(0, 512, 0, 0)),
+        Err(DmuError::InvalidType { .. })
+    ));
+    assert!(matches!(
+        spa.object_alloc("tank", &ObjectSpec::new(19, 512, 0, 321)),
+        Err(DmuError::BonusTooLong { .. })
+    ));
     assert!(matches!(spa.object_alloc("nope", &file_spec(512)), Err(DmuError::NoSuchDataset(_))));
     let o = spa.object_alloc("tank", &file_spec(512)).expect("alloc");
-    assert!(matches!(spa.write("tank", o, u64::MAX - 2, b"abc"), Err(DmuError::OffsetOverflow { .. })));
+    assert!(matches!(
+        spa.write("tank", o, u64::MAX - 2, b"abc"),
+        Err(DmuError::OffsetOverflow { .. })
+    ));
     assert!(matches!(spa.write("tank", 99, 0, b"abc"), Err(DmuError::NoSuchObject { object: 99 })));
     assert!(matches!(spa.write("tank", 0, 0, b"abc"), Err(DmuError::InvalidObject { object: 0 })));
     assert!(matches!(spa.set_bonus("tank", o, 26, &[0; 65]), Err(DmuError::BonusTooLong { .. })));
-    assert!(matches!(spa.object_claim("tank", o, &file_spec(512)), Err(DmuError::ObjectExists { .. })));
-    assert!(matches!(spa.dataset_create("tank/a b", DatasetProps::default()), Err(DslError::InvalidName(_))));
-    assert!(matches!(spa.dataset_create("tank/a/b", DatasetProps::default()), Err(DslError::NoSuchDataset(_))));
-    assert!(matches!(spa.dataset_create("tank", DatasetProps::default()), Err(DslError::Exists(_))));
+    assert!(matches!(
+        spa.object_claim("tank", o, &file_spec(512)),
+        Err(DmuError::ObjectExists { .. })
+    ));
+    assert!(matches!(
+        spa.dataset_create("tank/a b", DatasetProps::default()),
+        Err(DslError::InvalidName(_))
+    ));
+    assert!(matches!(
+        spa.dataset_create("tank/a/b", DatasetProps::default()),
+        Err(DslError::NoSuchDataset(_))
+    ));
+    assert!(matches!(
+        spa.dataset_create("tank", DatasetProps::default()),
+        Err(DslError::Exists(_))
+    ));
     assert!(matches!(spa.dataset_destroy("tank"), Err(DslError::Busy(_))));
     assert!(matches!(spa.rollback("tank"), Err(DslError::NoSnapshot(_))));
     assert!(matches!(spa.snapshot("tank@"), Err(DslError::InvalidName(_))));
@@ -181,7 +208,10 @@ fn importing_garbage_fails_cleanly() {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         *b = (x >> 56) as u8;
     }
-    assert!(matches!(Spa::import(Box::new(noise), SpaConfig::default(), None), Err(ImportError::NotAPool)));
+    assert!(matches!(
+        Spa::import(Box::new(noise), SpaConfig::default(), None),
+        Err(ImportError::NotAPool)
+    ));
     let tiny: Box<dyn BlockDevice> = Box::new(MemoryDevice::new(4096));
     assert!(matches!(Spa::import(tiny, SpaConfig::default(), None), Err(ImportError::NotAPool)));
 }
@@ -202,7 +232,9 @@ fn import_falls_back_past_a_torn_uberblock_and_can_rewind() {
         let at = engine::vdev::label::uberblock_offset(l, size, t2) as usize;
         img[at + 20] ^= 0xff;
     }
-    let mut spa = Spa::import(Box::new(MemoryDevice::from_image(img.clone())), SpaConfig::default(), None).expect("fallback");
+    let mut spa =
+        Spa::import(Box::new(MemoryDevice::from_image(img.clone())), SpaConfig::default(), None)
+            .expect("fallback");
     assert_eq!(spa.last_synced_txg(), t1);
     assert_eq!(spa.read("tank", o, 0, 3).expect("read"), b"one");
     let dev2 = MemoryDevice::from_image(img);

@@ -38,16 +38,24 @@ fn manifest(spa: &mut Spa, snap: &str) -> Vec<String> {
 }
 
 fn expected(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).expect("manifest").lines().filter(|l| !l.starts_with('#')).map(str::to_owned).collect()
+    std::fs::read_to_string(path)
+        .expect("manifest")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn pool() -> Spa {
-    Spa::create(Box::new(MemoryDevice::new(256 << 20)), "zsim", SpaConfig::default()).expect("create")
+    Spa::create(Box::new(MemoryDevice::new(256 << 20)), "zsim", SpaConfig::default())
+        .expect("create")
 }
 
 fn recv_file(spa: &mut Spa, fs: &str, path: &Path) -> String {
     let bytes = std::fs::read(path).expect("stream");
-    spa.recv(fs, &mut bytes.as_slice(), &RecvOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display())).snapshot
+    spa.recv(fs, &mut bytes.as_slice(), &RecvOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .snapshot
 }
 
 #[test]
@@ -56,20 +64,38 @@ fn every_fixture_receives_to_its_manifests() {
         let d = fixtures().join(dir);
         let mut spa = pool();
         let before = recv_file(&mut spa, "zsim/src", &d.join("full-before.zstream"));
-        assert_eq!(manifest(&mut spa, &before), expected(&d.join("manifest-before.txt")), "{dir} before");
+        assert_eq!(
+            manifest(&mut spa, &before),
+            expected(&d.join("manifest-before.txt")),
+            "{dir} before"
+        );
         let after = recv_file(&mut spa, "zsim/src", &d.join("incr-before-after.zstream"));
-        assert_eq!(manifest(&mut spa, &after), expected(&d.join("manifest-after.txt")), "{dir} incr after");
+        assert_eq!(
+            manifest(&mut spa, &after),
+            expected(&d.join("manifest-after.txt")),
+            "{dir} incr after"
+        );
         let mut spa2 = pool();
         let full_after = recv_file(&mut spa2, "zsim/src", &d.join("full-after.zstream"));
-        assert_eq!(manifest(&mut spa2, &full_after), expected(&d.join("manifest-after.txt")), "{dir} full after");
+        assert_eq!(
+            manifest(&mut spa2, &full_after),
+            expected(&d.join("manifest-after.txt")),
+            "{dir} full after"
+        );
         // re-send what we received, full and incremental, and receive it elsewhere
         let mut full = Vec::new();
         spa.send(&before, None, &SendOptions::default(), &mut full).expect("send full");
         let mut incr = Vec::new();
         spa.send(&after, Some(&before), &SendOptions::default(), &mut incr).expect("send incr");
         let mut spa3 = pool();
-        spa3.recv("zsim/copy", &mut full.as_slice(), &RecvOptions::default()).expect("recv resent full");
-        spa3.recv("zsim/copy", &mut incr.as_slice(), &RecvOptions::default()).expect("recv resent incr");
-        assert_eq!(manifest(&mut spa3, "zsim/copy@after"), expected(&d.join("manifest-after.txt")), "{dir} resent");
+        spa3.recv("zsim/copy", &mut full.as_slice(), &RecvOptions::default())
+            .expect("recv resent full");
+        spa3.recv("zsim/copy", &mut incr.as_slice(), &RecvOptions::default())
+            .expect("recv resent incr");
+        assert_eq!(
+            manifest(&mut spa3, "zsim/copy@after"),
+            expected(&d.join("manifest-after.txt")),
+            "{dir} resent"
+        );
     }
 }

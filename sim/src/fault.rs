@@ -43,24 +43,15 @@ pub struct FaultSwitch {
 
 impl FaultSwitch {
     /// A class that never fires and never draws.
-    pub const OFF: Self = Self {
-        enabled: false,
-        rate_ppm: 0,
-    };
+    pub const OFF: Self = Self { enabled: false, rate_ppm: 0 };
     /// A class that fires at every opportunity.
-    pub const ALWAYS: Self = Self {
-        enabled: true,
-        rate_ppm: RATE_PPM_MAX,
-    };
+    pub const ALWAYS: Self = Self { enabled: true, rate_ppm: RATE_PPM_MAX };
 
     /// An enabled class firing with probability `rate_ppm` / 1e6.
     #[must_use]
     pub const fn on(rate_ppm: u32) -> Self {
         assert!(rate_ppm <= RATE_PPM_MAX, "rate above one million ppm");
-        Self {
-            enabled: true,
-            rate_ppm,
-        }
+        Self { enabled: true, rate_ppm }
     }
 
     /// Draw once (if enabled) and say whether the fault fires now.
@@ -165,16 +156,8 @@ impl FaultBudget {
     /// Size of the damage window, in sectors, on a device of `size_bytes`.
     #[must_use]
     pub fn window_sectors(&self, size_bytes: u64) -> u64 {
-        assert!(
-            self.window_shift <= WINDOW_SHIFT_MAX,
-            "window_shift {}",
-            self.window_shift
-        );
-        assert_eq!(
-            size_bytes % SECTOR_SIZE,
-            0,
-            "device size not sector aligned"
-        );
+        assert!(self.window_shift <= WINDOW_SHIFT_MAX, "window_shift {}", self.window_shift);
+        assert_eq!(size_bytes % SECTOR_SIZE, 0, "device size not sector aligned");
         ((size_bytes >> self.window_shift) / SECTOR_SIZE).max(1)
     }
 }
@@ -201,10 +184,7 @@ impl SectorRange {
         assert_eq!(offset % SECTOR_SIZE, 0, "offset {offset:#x} not aligned");
         assert!(len > 0, "empty sector range at {offset:#x}");
         assert_eq!(len % SECTOR_SIZE, 0, "length {len:#x} not whole sectors");
-        Self {
-            start: offset / SECTOR_SIZE,
-            count: len / SECTOR_SIZE,
-        }
+        Self { start: offset / SECTOR_SIZE, count: len / SECTOR_SIZE }
     }
 
     /// One past the last sector.
@@ -233,12 +213,8 @@ impl BudgetLedger {
     ) -> bool {
         assert!(!ranges.is_empty(), "admit without ranges");
         let Some(budget) = budget else { return true };
-        let window = self
-            .window
-            .unwrap_or_else(|| window_of(budget, size_bytes, ranges[0]));
-        let inside = ranges
-            .iter()
-            .all(|r| r.start >= window.start && r.end() <= window.end());
+        let window = self.window.unwrap_or_else(|| window_of(budget, size_bytes, ranges[0]));
+        let inside = ranges.iter().all(|r| r.start >= window.start && r.end() <= window.end());
         if !inside {
             return false;
         }
@@ -274,11 +250,7 @@ impl BudgetLedger {
 pub fn window_of(budget: &FaultBudget, size_bytes: u64, range: SectorRange) -> SectorRange {
     let window_sectors = budget.window_sectors(size_bytes);
     let size_sectors = size_bytes / SECTOR_SIZE;
-    assert!(
-        range.start < size_sectors,
-        "sector {} beyond device",
-        range.start
-    );
+    assert!(range.start < size_sectors, "sector {} beyond device", range.start);
     let start = range.start - range.start % window_sectors;
     let count = window_sectors.min(size_sectors - start);
     assert!(count > 0);
@@ -338,13 +310,8 @@ pub enum Profile {
 }
 
 /// Every profile, in `zsim` order.
-pub const PROFILES: [Profile; 5] = [
-    Profile::None,
-    Profile::Crash,
-    Profile::Faults,
-    Profile::Unrestricted,
-    Profile::LyingFlush,
-];
+pub const PROFILES: [Profile; 5] =
+    [Profile::None, Profile::Crash, Profile::Faults, Profile::Unrestricted, Profile::LyingFlush];
 
 impl Profile {
     /// The profile's name on the command line.
@@ -368,10 +335,7 @@ impl Profile {
     /// The disk faults of this profile.
     #[must_use]
     pub fn fault_config(&self) -> FaultConfig {
-        let crash = FaultConfig {
-            torn_write: FaultSwitch::on(250_000),
-            ..FaultConfig::NONE
-        };
+        let crash = FaultConfig { torn_write: FaultSwitch::on(250_000), ..FaultConfig::NONE };
         match self {
             Self::None => FaultConfig::NONE,
             Self::Crash => crash,
@@ -395,10 +359,7 @@ impl Profile {
                 budget: None,
                 ..crash
             },
-            Self::LyingFlush => FaultConfig {
-                lying_flush: FaultSwitch::ALWAYS,
-                ..crash
-            },
+            Self::LyingFlush => FaultConfig { lying_flush: FaultSwitch::ALWAYS, ..crash },
         }
     }
 }
@@ -452,58 +413,28 @@ mod tests {
             assert!(!c.lying_flush.enabled, "{p}");
         }
         assert!(Profile::Unrestricted.fault_config().budget.is_none());
-        assert_eq!(
-            Profile::LyingFlush.fault_config().lying_flush,
-            FaultSwitch::ALWAYS
-        );
+        assert_eq!(Profile::LyingFlush.fault_config().lying_flush, FaultSwitch::ALWAYS);
         assert!(Profile::None.fault_config().is_quiet());
         assert!(!Profile::Faults.fault_config().is_quiet());
     }
 
     #[test]
     fn ledger_confines_damage_to_one_window() {
-        let budget = FaultBudget {
-            damaged_sectors_max: 10,
-            window_shift: 4,
-        };
+        let budget = FaultBudget { damaged_sectors_max: 10, window_shift: 4 };
         let window = budget.window_sectors(SIZE);
         assert_eq!(window, (1 << 20) / SECTOR_SIZE);
         let mut ledger = BudgetLedger::default();
-        let first = SectorRange {
-            start: window + 5,
-            count: 2,
-        };
+        let first = SectorRange { start: window + 5, count: 2 };
         assert!(ledger.admit(Some(&budget), SIZE, &[first]));
-        assert_eq!(
-            ledger.window(),
-            Some(SectorRange {
-                start: window,
-                count: window
-            })
-        );
-        let other = SectorRange {
-            start: 3 * window,
-            count: 1,
-        };
+        assert_eq!(ledger.window(), Some(SectorRange { start: window, count: window }));
+        let other = SectorRange { start: 3 * window, count: 1 };
         assert!(!ledger.admit(Some(&budget), SIZE, &[other]));
-        let straddle = SectorRange {
-            start: 2 * window - 1,
-            count: 2,
-        };
+        let straddle = SectorRange { start: 2 * window - 1, count: 2 };
         assert!(!ledger.admit(Some(&budget), SIZE, &[straddle]));
-        assert!(
-            ledger.admit(Some(&budget), SIZE, &[first]),
-            "re-damage costs nothing"
-        );
-        let big = SectorRange {
-            start: window + 100,
-            count: 9,
-        };
+        assert!(ledger.admit(Some(&budget), SIZE, &[first]), "re-damage costs nothing");
+        let big = SectorRange { start: window + 100, count: 9 };
         assert!(!ledger.admit(Some(&budget), SIZE, &[big]), "2 + 9 > 10");
-        let rest = SectorRange {
-            start: window + 10,
-            count: 8,
-        };
+        let rest = SectorRange { start: window + 10, count: 8 };
         assert!(ledger.admit(Some(&budget), SIZE, &[rest]), "2 + 8 = 10");
         assert_eq!(ledger.damaged_sectors().len(), 10);
         assert!(ledger.admit(None, SIZE, &[other]), "no budget admits all");
@@ -515,9 +446,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         assert!(!(0..1000).any(|_| FaultSwitch::OFF.fires(&mut rng)));
         assert!((0..1000).all(|_| FaultSwitch::ALWAYS.fires(&mut rng)));
-        let half = (0..10_000)
-            .filter(|_| FaultSwitch::on(500_000).fires(&mut rng))
-            .count();
+        let half = (0..10_000).filter(|_| FaultSwitch::on(500_000).fires(&mut rng)).count();
         assert!((4_000..6_000).contains(&half), "{half}");
     }
 }

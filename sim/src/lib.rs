@@ -4,6 +4,9 @@
 //! but `fuzz/`.
 
 pub mod disk;
+pub mod explore;
 pub mod fault;
+pub mod main_job;
 pub mod run;
+pub mod shrink;
 pub mod trace;

@@ -6,11 +6,11 @@
 //! Everything derives from one u64 seed, split once at start into sub-seeds in a fixed order
 //! (ops, disk, crash schedule), so a new draw in one never shifts the others.
 
+use engine::{Spa, SpaConfig};
 use oracle::conformance;
 use oracle::integrity;
 use oracle::model::Model;
 use oracle::op::{random_ops, GenConfig, Op};
-use engine::{Spa, SpaConfig};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -23,7 +23,7 @@ pub const SIM_POOL: &str = "tank";
 /// Default operations per seed.
 pub const OPS_PER_SEED_DEFAULT: usize = 120;
 /// Default simulated disk size.
-pub const SIM_DEVICE_BYTES_DEFAULT: u64 = 64 << 20;
+pub const SIM_DEVICE_BYTES_DEFAULT: u64 = 16 << 20;
 /// Chance (per million) of a crash before each operation, in crashing profiles.
 pub const CRASH_RATE_PPM: u32 = 40_000;
 /// Most sync phases run before a mid-sync crash.
@@ -74,6 +74,16 @@ pub struct SeedReport {
     pub failure: Option<String>,
     /// The readable trace (verbose runs only).
     pub trace: Vec<String>,
+}
+
+/// A fixed 64-bit mix (splitmix64 finalizer): seed-derived decisions that must not consume
+/// any generator, such as which seeds are re-run for the determinism check.
+#[must_use]
+pub fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The sub-seeds of a run, drawn in a fixed order.
@@ -145,7 +155,8 @@ impl Sim {
         let disk_cfg = DiskConfig { faults: FaultConfig::NONE, ..DiskConfig::default() };
         let disk = SimDisk::new(cfg.device_bytes, disk_cfg, seeds.disk);
         let spa_cfg = SpaConfig { guid_seed: seed, ..SpaConfig::default() };
-        let spa = Spa::create(Box::new(disk.clone()), SIM_POOL, spa_cfg).map_err(|e| format!("create: {e}"))?;
+        let spa = Spa::create(Box::new(disk.clone()), SIM_POOL, spa_cfg)
+            .map_err(|e| format!("create: {e}"))?;
         disk.set_faults(cfg.profile.fault_config());
         let model = Model::new(SIM_POOL);
         let synced = spa.last_synced_txg();
@@ -182,8 +193,13 @@ impl Sim {
     /// The engine failed an op: under faults that is detection, and a suspended pool is
     /// recovered like a crash; anything else (wrong data, wrong error) is a violation.
     fn after_error(&mut self, msg: &str) -> Result<(), String> {
-        let faulty = matches!(self.profile, Profile::Faults | Profile::Unrestricted | Profile::LyingFlush);
-        let detected = msg.contains("Err(Io)") || msg.contains("Err(Suspended)") || msg.contains("suspended") || msg.contains("checksum error") || msg.contains("I/O error");
+        let faulty =
+            matches!(self.profile, Profile::Faults | Profile::Unrestricted | Profile::LyingFlush);
+        let detected = msg.contains("Err(Io)")
+            || msg.contains("Err(Suspended)")
+            || msg.contains("suspended")
+            || msg.contains("checksum error")
+            || msg.contains("I/O error");
         if !(faulty && detected) {
             return Err(msg.to_owned());
         }
@@ -224,13 +240,20 @@ impl Sim {
         } else if self.spa.is_dirty() || self.spa.syncing_txg().is_some() {
             candidates.push(self.model.clone());
         }
-        let placeholder = Spa::create(Box::new(engine::MemoryDevice::new(engine::limits::SPA_MINDEVSIZE)), "placeholder", SpaConfig::default()).map_err(|e| e.to_string())?;
+        let placeholder = Spa::create(
+            Box::new(engine::MemoryDevice::new(engine::limits::SPA_MINDEVSIZE)),
+            "placeholder",
+            SpaConfig::default(),
+        )
+        .map_err(|e| e.to_string())?;
         drop(std::mem::replace(&mut self.spa, placeholder).into_device());
         let image = self.disk.crash();
-        self.trace.note(&format!("crash after {mid_steps} sync phases; image {} bytes", image.len()));
+        self.trace
+            .note(&format!("crash after {mid_steps} sync phases; image {} bytes", image.len()));
         let quiet = self.disk.faults();
         self.disk.set_faults(FaultConfig { ..quiet });
-        self.spa = Spa::import(Box::new(self.disk.clone()), self.spa_cfg, None).map_err(|e| format!("import after crash: {e}"))?;
+        self.spa = Spa::import(Box::new(self.disk.clone()), self.spa_cfg, None)
+            .map_err(|e| format!("import after crash: {e}"))?;
         self.report.checks += 1;
         let mut errors = Vec::new();
         for c in candidates.iter().rev() {

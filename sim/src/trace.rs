@@ -28,7 +28,13 @@ impl Trace {
     }
 
     /// Record an operation and its outcome.
-    pub fn op<T: std::fmt::Debug, E: std::fmt::Display>(&mut self, i: usize, op: &T, outcome: &Result<(), E>, txg: u64) {
+    pub fn op<T: std::fmt::Debug, E: std::fmt::Display>(
+        &mut self,
+        i: usize,
+        op: &T,
+        outcome: &Result<(), E>,
+        txg: u64,
+    ) {
         let result = match outcome {
             Ok(()) => "ok".to_owned(),
             Err(e) => format!("err {e}"),

@@ -14,14 +14,7 @@ const SEEDS: u64 = 200;
 const SECTOR: usize = SECTOR_SIZE as usize;
 
 fn disk(faults: FaultConfig, seed: u64) -> SimDisk {
-    SimDisk::new(
-        SIZE,
-        DiskConfig {
-            faults,
-            ..DiskConfig::default()
-        },
-        seed,
-    )
+    SimDisk::new(SIZE, DiskConfig { faults, ..DiskConfig::default() }, seed)
 }
 
 fn read_vec(d: &mut SimDisk, offset: u64, len: usize) -> Result<Vec<u8>, VdevError> {
@@ -39,10 +32,8 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 =
+            self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 33) % bound
     }
 }
@@ -51,10 +42,7 @@ impl Lcg {
 fn sim_disk_passes_vdev_contract() {
     for cache in [0, 1, 2, 64] {
         engine::vdev::contract::run(|size| {
-            let config = DiskConfig {
-                cache_capacity_writes: cache,
-                ..DiskConfig::default()
-            };
+            let config = DiskConfig { cache_capacity_writes: cache, ..DiskConfig::default() };
             Box::new(SimDisk::new(size, config, 7))
         });
     }
@@ -69,10 +57,7 @@ fn flushed_writes_survive_every_crash_and_unflushed_may_be_lost() {
         d.flush().unwrap();
         d.write(8192, &[2; 4096]).unwrap();
         let image = d.crash();
-        assert!(
-            image[..4096].iter().all(|&b| b == 1),
-            "seed {seed}: flushed data lost"
-        );
+        assert!(image[..4096].iter().all(|&b| b == 1), "seed {seed}: flushed data lost");
         let unflushed = &image[8192..8192 + 4096];
         if unflushed.iter().all(|&b| b == 0) {
             lost += 1;
@@ -81,11 +66,7 @@ fn flushed_writes_survive_every_crash_and_unflushed_may_be_lost() {
             kept += 1;
         }
         assert_eq!(d.cached_writes(), 0, "crash leaves an empty cache");
-        assert_eq!(
-            read_vec(&mut d, 8192, 4096).unwrap(),
-            unflushed,
-            "handle shows the image"
-        );
+        assert_eq!(read_vec(&mut d, 8192, 4096).unwrap(), unflushed, "handle shows the image");
     }
     assert!(lost > 0, "no crash ever dropped an unflushed write");
     assert!(kept > 0, "no crash ever kept an unflushed write");
@@ -102,21 +83,12 @@ fn crash_keeps_a_per_sector_subset() {
         let image = d.crash();
         let first = sector_of(&image, 0)[0];
         let second = sector_of(&image, 512)[0];
-        assert!(
-            sector_of(&image, 0).iter().all(|&b| b == first),
-            "sector torn inside"
-        );
-        assert!(
-            sector_of(&image, 512).iter().all(|&b| b == second),
-            "sector torn inside"
-        );
+        assert!(sector_of(&image, 0).iter().all(|&b| b == first), "sector torn inside");
+        assert!(sector_of(&image, 512).iter().all(|&b| b == second), "sector torn inside");
         patterns.insert((first, second));
     }
     let all: BTreeSet<(u8, u8)> = [(1, 1), (1, 2), (2, 1), (2, 2)].into();
-    assert_eq!(
-        patterns, all,
-        "every per-sector combination occurs over the seeds"
-    );
+    assert_eq!(patterns, all, "every per-sector combination occurs over the seeds");
 }
 
 #[test]
@@ -127,28 +99,15 @@ fn later_writes_to_a_sector_apply_in_order_when_kept() {
         d.write(0, &[2; 512]).unwrap();
         d.write(0, &[3; 512]).unwrap();
         let crash = d.crash_detailed();
-        let expected = crash
-            .kept
-            .iter()
-            .zip([1u8, 2, 3])
-            .filter(|(k, _)| k[0])
-            .map(|(_, v)| v)
-            .next_back();
-        assert_eq!(
-            crash.image[0],
-            expected.unwrap_or(0),
-            "seed {seed}: {:?}",
-            crash.kept
-        );
+        let expected =
+            crash.kept.iter().zip([1u8, 2, 3]).filter(|(k, _)| k[0]).map(|(_, v)| v).next_back();
+        assert_eq!(crash.image[0], expected.unwrap_or(0), "seed {seed}: {:?}", crash.kept);
     }
 }
 
 #[test]
 fn torn_write_keeps_a_prefix() {
-    let faults = FaultConfig {
-        torn_write: FaultSwitch::ALWAYS,
-        ..FaultConfig::NONE
-    };
+    let faults = FaultConfig { torn_write: FaultSwitch::ALWAYS, ..FaultConfig::NONE };
     let mut prefixes = BTreeSet::new();
     for seed in 0..SEEDS {
         let mut d = disk(faults, seed);
@@ -156,10 +115,7 @@ fn torn_write_keeps_a_prefix() {
         let crash = d.crash_detailed();
         let keep = &crash.kept[0];
         let prefix = keep.iter().take_while(|&&k| k).count();
-        assert!(
-            keep[prefix..].iter().all(|&k| !k),
-            "seed {seed}: not a prefix {keep:?}"
-        );
+        assert!(keep[prefix..].iter().all(|&k| !k), "seed {seed}: not a prefix {keep:?}");
         assert!(prefix < 8, "a torn write drops at least its last sector");
         assert_eq!(d.counters().torn_write, 1);
         prefixes.insert(prefix);
@@ -174,10 +130,7 @@ fn lying_flush_loses_data_at_crash() {
     d.drop_next_flush();
     d.flush().unwrap();
     assert_eq!(d.counters().lying_flush, 1);
-    assert!(
-        d.durable_image()[4096..8192].iter().all(|&b| b == 0),
-        "lying flush persisted"
-    );
+    assert!(d.durable_image()[4096..8192].iter().all(|&b| b == 0), "lying flush persisted");
     assert_eq!(d.cached_writes(), 1, "lying flush drained the cache");
     let mut lost = 0;
     for seed in 0..SEEDS {
@@ -195,20 +148,13 @@ fn lying_flush_loses_data_at_crash() {
 
 #[test]
 fn flush_error_leaves_data_cached() {
-    let faults = FaultConfig {
-        flush_error: FaultSwitch::ALWAYS,
-        ..FaultConfig::NONE
-    };
+    let faults = FaultConfig { flush_error: FaultSwitch::ALWAYS, ..FaultConfig::NONE };
     let mut d = disk(faults, 3);
     d.write(0, &[7; 2048]).unwrap();
     assert_eq!(d.flush(), Err(VdevError::Io { offset: 0 }));
     assert_eq!(d.cached_writes(), 1, "failed flush drained the cache");
     assert!(d.durable_image()[..2048].iter().all(|&b| b == 0));
-    assert_eq!(
-        read_vec(&mut d, 0, 2048).unwrap(),
-        vec![7; 2048],
-        "cache still serves reads"
-    );
+    assert_eq!(read_vec(&mut d, 0, 2048).unwrap(), vec![7; 2048], "cache still serves reads");
     assert_eq!(d.counters().flush_error, 1);
     d.set_faults(FaultConfig::NONE);
     d.flush().unwrap();
@@ -217,43 +163,26 @@ fn flush_error_leaves_data_cached() {
 
 #[test]
 fn misdirected_write_damages_another_location_and_leaves_the_intended_one_old() {
-    let faults = FaultConfig {
-        misdirected_write: FaultSwitch::ALWAYS,
-        budget: None,
-        ..FaultConfig::NONE
-    };
-    let config = DiskConfig {
-        faults,
-        record_events: true,
-        ..DiskConfig::default()
-    };
+    let faults =
+        FaultConfig { misdirected_write: FaultSwitch::ALWAYS, budget: None, ..FaultConfig::NONE };
+    let config = DiskConfig { faults, record_events: true, ..DiskConfig::default() };
     let mut d = SimDisk::new(SIZE, config, 11);
     d.set_faults(FaultConfig::NONE);
     d.write(65536, &[1; 4096]).unwrap();
     d.set_faults(faults);
     d.write(65536, &[2; 4096]).unwrap();
     d.flush().unwrap();
-    assert_eq!(
-        read_vec(&mut d, 65536, 4096).unwrap(),
-        vec![1; 4096],
-        "intended got new data"
-    );
+    assert_eq!(read_vec(&mut d, 65536, 4096).unwrap(), vec![1; 4096], "intended got new data");
     let image = d.durable_image();
-    let landed: Vec<usize> = (0..image.len() / SECTOR)
-        .filter(|&s| image[s * SECTOR] == 2)
-        .collect();
+    let landed: Vec<usize> =
+        (0..image.len() / SECTOR).filter(|&s| image[s * SECTOR] == 2).collect();
     assert_eq!(landed.len(), 8, "the data landed somewhere as a whole");
-    assert!(
-        landed.windows(2).all(|w| w[1] == w[0] + 1),
-        "landing not contiguous"
-    );
+    assert!(landed.windows(2).all(|w| w[1] == w[0] + 1), "landing not contiguous");
     let events = d.take_recording().unwrap().events;
     let fault = events.iter().find_map(|e| match e {
-        DiskEvent::Fault(FaultEvent::MisdirectedWrite {
-            intended,
-            landed,
-            len,
-        }) => Some((*intended, *landed, *len)),
+        DiskEvent::Fault(FaultEvent::MisdirectedWrite { intended, landed, len }) => {
+            Some((*intended, *landed, *len))
+        }
         _ => None,
     });
     let (intended, at, len) = fault.expect("misdirection recorded");
@@ -264,112 +193,63 @@ fn misdirected_write_damages_another_location_and_leaves_the_intended_one_old() 
 
 #[test]
 fn misdirected_write_never_touches_its_intended_range() {
-    let faults = FaultConfig {
-        misdirected_write: FaultSwitch::ALWAYS,
-        budget: None,
-        ..FaultConfig::NONE
-    };
+    let faults =
+        FaultConfig { misdirected_write: FaultSwitch::ALWAYS, budget: None, ..FaultConfig::NONE };
     let mut landed_near = 0;
     for seed in 0..SEEDS {
         let mut d = SimDisk::new(16 * SECTOR_SIZE, DiskConfig::default(), seed);
         d.write(4 * SECTOR_SIZE, &[1; 4 * SECTOR]).unwrap();
         d.set_faults(faults);
         d.write(4 * SECTOR_SIZE, &[2; 4 * SECTOR]).unwrap();
-        assert_eq!(
-            d.counters().misdirected_write,
-            1,
-            "seed {seed}: ALWAYS did not fire"
-        );
+        assert_eq!(d.counters().misdirected_write, 1, "seed {seed}: ALWAYS did not fire");
         let intended = read_vec(&mut d, 4 * SECTOR_SIZE, 4 * SECTOR).unwrap();
-        assert_eq!(
-            intended,
-            vec![1; 4 * SECTOR],
-            "seed {seed}: intended range changed"
-        );
-        let near = [3, 8]
-            .iter()
-            .any(|&s| read_vec(&mut d, s * SECTOR_SIZE, SECTOR).unwrap()[0] == 2);
+        assert_eq!(intended, vec![1; 4 * SECTOR], "seed {seed}: intended range changed");
+        let near =
+            [3, 8].iter().any(|&s| read_vec(&mut d, s * SECTOR_SIZE, SECTOR).unwrap()[0] == 2);
         landed_near += usize::from(near);
     }
-    assert!(
-        landed_near > 0,
-        "misdirected writes never landed next to their target"
-    );
+    assert!(landed_near > 0, "misdirected writes never landed next to their target");
 }
 
 #[test]
 fn lost_write_reads_back_old_data_at_once() {
-    let faults = FaultConfig {
-        lost_write: FaultSwitch::ALWAYS,
-        budget: None,
-        ..FaultConfig::NONE
-    };
+    let faults = FaultConfig { lost_write: FaultSwitch::ALWAYS, budget: None, ..FaultConfig::NONE };
     let mut d = disk(FaultConfig::NONE, 5);
     d.write(0, &[1; 1024]).unwrap();
     d.set_faults(faults);
     d.write(0, &[2; 1024]).unwrap();
-    assert_eq!(
-        read_vec(&mut d, 0, 1024).unwrap(),
-        vec![1; 1024],
-        "lost write was visible"
-    );
+    assert_eq!(read_vec(&mut d, 0, 1024).unwrap(), vec![1; 1024], "lost write was visible");
     d.flush().unwrap();
     assert!(d.durable_image()[..1024].iter().all(|&b| b == 1));
     assert_eq!(d.counters().lost_write, 1);
-    assert_eq!(
-        d.stats().bytes_written,
-        2048,
-        "a lost write is acknowledged"
-    );
+    assert_eq!(d.stats().bytes_written, 2048, "a lost write is acknowledged");
 }
 
 #[test]
 fn latent_sector_error_returns_io_until_rewritten() {
-    let faults = FaultConfig {
-        latent_read: FaultSwitch::ALWAYS,
-        budget: None,
-        ..FaultConfig::NONE
-    };
+    let faults =
+        FaultConfig { latent_read: FaultSwitch::ALWAYS, budget: None, ..FaultConfig::NONE };
     let mut d = disk(FaultConfig::NONE, 9);
     d.write(4096, &[3; 4096]).unwrap();
     let mut buf = vec![0; 4096];
     d.set_faults(faults);
     d.read(4096, &mut buf).unwrap();
-    assert_eq!(
-        d.counters().latent_read,
-        0,
-        "unflushed sectors are not damaged"
-    );
+    assert_eq!(d.counters().latent_read, 0, "unflushed sectors are not damaged");
     d.flush().unwrap();
-    let Err(VdevError::Io { offset }) = d.read(4096, &mut buf) else {
-        panic!("no EIO")
-    };
-    assert!(
-        (4096..8192).contains(&offset),
-        "error offset {offset:#x} outside the read"
-    );
+    let Err(VdevError::Io { offset }) = d.read(4096, &mut buf) else { panic!("no EIO") };
+    assert!((4096..8192).contains(&offset), "error offset {offset:#x} outside the read");
     d.set_faults(FaultConfig::NONE);
-    assert_eq!(
-        d.read(offset, &mut buf[..512]),
-        Err(VdevError::Io { offset }),
-        "not persistent"
-    );
+    assert_eq!(d.read(offset, &mut buf[..512]), Err(VdevError::Io { offset }), "not persistent");
     assert_eq!(d.latent_sectors(), vec![offset / SECTOR_SIZE]);
     d.write(offset, &[4; 512]).unwrap();
     d.read(4096, &mut buf).unwrap();
-    assert!(
-        d.latent_sectors().is_empty(),
-        "a rewrite clears the latent error"
-    );
+    assert!(d.latent_sectors().is_empty(), "a rewrite clears the latent error");
 }
 
 #[test]
 fn corruption_at_rest_hits_only_settled_sectors() {
-    let faults = FaultConfig {
-        corrupt_at_rest: FaultSwitch::ALWAYS,
-        budget: None,
-        ..FaultConfig::NONE
-    };
+    let faults =
+        FaultConfig { corrupt_at_rest: FaultSwitch::ALWAYS, budget: None, ..FaultConfig::NONE };
     let mut d = disk(FaultConfig::NONE, 13);
     d.write(0, &[1; 4096]).unwrap();
     d.flush().unwrap();
@@ -381,44 +261,25 @@ fn corruption_at_rest_hits_only_settled_sectors() {
     }
     assert_eq!(buf, vec![2; 4096], "corruption reached a cached write");
     let image = d.durable_image();
-    assert!(
-        image[8192..12288].iter().all(|&b| b == 0),
-        "unsettled sector corrupted"
-    );
+    assert!(image[8192..12288].iter().all(|&b| b == 0), "unsettled sector corrupted");
     let flipped: u32 = image[..4096].iter().map(|&b| (b ^ 1).count_ones()).sum();
     assert!(flipped > 0, "no bit flipped");
     assert!(u64::from(flipped) <= d.counters().corrupt_at_rest);
-    assert!(
-        image[4096..8192].iter().all(|&b| b == 0),
-        "never-written sector corrupted"
-    );
+    assert!(image[4096..8192].iter().all(|&b| b == 0), "never-written sector corrupted");
     d.set_faults(FaultConfig::NONE);
     d.corrupt_sector(16384);
-    assert_eq!(
-        d.durable_image()[16384],
-        0xff,
-        "corrupt_sector changed nothing"
-    );
+    assert_eq!(d.durable_image()[16384], 0xff, "corrupt_sector changed nothing");
 }
 
 #[test]
 fn full_device_refuses_writes_and_changes_nothing() {
-    let faults = FaultConfig {
-        full_device: FaultSwitch::ALWAYS,
-        ..FaultConfig::NONE
-    };
+    let faults = FaultConfig { full_device: FaultSwitch::ALWAYS, ..FaultConfig::NONE };
     let mut d = disk(faults, 2);
-    assert_eq!(
-        d.write(512, &[1; 512]),
-        Err(VdevError::NoSpace { offset: 512 })
-    );
+    assert_eq!(d.write(512, &[1; 512]), Err(VdevError::NoSpace { offset: 512 }));
     assert_eq!(read_vec(&mut d, 512, 512).unwrap(), vec![0; 512]);
     assert_eq!(d.cached_writes(), 0);
     let max = 64 * 1024;
-    let threshold = FaultConfig {
-        full_after_bytes_max: max,
-        ..FaultConfig::NONE
-    };
+    let threshold = FaultConfig { full_after_bytes_max: max, ..FaultConfig::NONE };
     for seed in 0..20 {
         let mut d = disk(threshold, seed);
         let mut written = 0;
@@ -426,17 +287,10 @@ fn full_device_refuses_writes_and_changes_nothing() {
             written += 4096;
             assert!(written <= max + 4096, "threshold never reached");
         }
-        assert!(
-            written >= max / 2,
-            "seed {seed}: full after {written} bytes"
-        );
-        assert!(
-            d.write(0, &[1; 512]).is_err(),
-            "full device accepted a write"
-        );
+        assert!(written >= max / 2, "seed {seed}: full after {written} bytes");
+        assert!(d.write(0, &[1; 512]).is_err(), "full device accepted a write");
         d.set_faults(threshold);
-        d.write(0, &[1; 512])
-            .expect("set_faults re-arms the threshold");
+        d.write(0, &[1; 512]).expect("set_faults re-arms the threshold");
     }
 }
 
@@ -497,10 +351,7 @@ fn heavy_faults(budget: Option<FaultBudget>) -> FaultConfig {
 
 #[test]
 fn budget_never_damages_more_than_allowed() {
-    let budget = FaultBudget {
-        damaged_sectors_max: 40,
-        window_shift: 3,
-    };
+    let budget = FaultBudget { damaged_sectors_max: 40, window_shift: 3 };
     let window = budget.window_sectors(SIZE);
     let (mut injected, mut denied) = (0, 0);
     for seed in 0..SEEDS {
@@ -508,38 +359,22 @@ fn budget_never_damages_more_than_allowed() {
         let mut shadow = vec![0; SIZE as usize];
         run_workload(&mut d, seed, 300, &mut shadow);
         let damaged = damaged_sectors(&mut d, &shadow);
-        assert!(
-            damaged.len() as u64 <= budget.damaged_sectors_max,
-            "seed {seed}: {damaged:?}"
-        );
+        assert!(damaged.len() as u64 <= budget.damaged_sectors_max, "seed {seed}: {damaged:?}");
         if let (Some(first), Some(last)) = (damaged.first(), damaged.last()) {
-            assert_eq!(
-                first / window,
-                last / window,
-                "seed {seed}: damage in two windows"
-            );
+            assert_eq!(first / window, last / window, "seed {seed}: damage in two windows");
         }
         let ledger = d.budget_ledger();
-        assert!(
-            damaged.is_subset(ledger.damaged_sectors()),
-            "seed {seed}: unledgered damage"
-        );
+        assert!(damaged.is_subset(ledger.damaged_sectors()), "seed {seed}: unledgered damage");
         injected += d.counters().total();
         denied += d.stats().budget_denials;
     }
     assert!(injected > SEEDS, "too few faults injected: {injected}");
-    assert!(
-        denied > 0,
-        "the budget never refused anything: the test proves nothing"
-    );
+    assert!(denied > 0, "the budget never refused anything: the test proves nothing");
 }
 
 #[test]
 fn unrestricted_profile_damages_beyond_the_budget() {
-    let budget = FaultBudget {
-        damaged_sectors_max: 40,
-        window_shift: 3,
-    };
+    let budget = FaultBudget { damaged_sectors_max: 40, window_shift: 3 };
     let window = budget.window_sectors(SIZE);
     let mut beyond = 0;
     for seed in 0..20 {
@@ -588,11 +423,7 @@ fn recorded_workload(seed: u64, cache: usize) -> SimDisk {
         budget: None,
         ..FaultConfig::NONE
     };
-    let config = DiskConfig {
-        cache_capacity_writes: cache,
-        faults,
-        record_events: true,
-    };
+    let config = DiskConfig { cache_capacity_writes: cache, faults, record_events: true };
     let mut d = SimDisk::new(SIZE, config, seed);
     let mut shadow = vec![0; SIZE as usize];
     run_workload(&mut d, seed, 150, &mut shadow);
@@ -606,33 +437,17 @@ fn image_at_agrees_with_crash_given_the_same_choices() {
         let rec = d.recording().expect("recording on");
         let last = rec.events.len() - 1;
         let cached = cached_writes_at(&rec.events, last);
-        assert_eq!(
-            cached.len(),
-            d.cached_writes(),
-            "seed {seed}: cache differs from the log"
-        );
+        assert_eq!(cached.len(), d.cached_writes(), "seed {seed}: cache differs from the log");
         let none = image_at(&rec.base_image, &rec.events, last, &|_, _| false);
-        assert!(
-            none == d.durable_image(),
-            "seed {seed}: durable image differs from replay"
-        );
+        assert!(none == d.durable_image(), "seed {seed}: durable image differs from replay");
         let crash = d.crash_detailed();
         let keep = |write: usize, sector: usize| {
-            let position = cached
-                .iter()
-                .position(|&w| w == write)
-                .expect("a cached write");
+            let position = cached.iter().position(|&w| w == write).expect("a cached write");
             crash.kept[position][sector]
         };
         let replayed = image_at(&rec.base_image, &rec.events, last, &keep);
-        assert!(
-            replayed == crash.image,
-            "seed {seed}: image_at disagrees with crash"
-        );
-        assert!(
-            d.recording().unwrap().events.is_empty(),
-            "recording restarts at a crash"
-        );
+        assert!(replayed == crash.image, "seed {seed}: image_at disagrees with crash");
+        assert!(d.recording().unwrap().events.is_empty(), "recording restarts at a crash");
     }
 }
 
@@ -644,37 +459,19 @@ fn replayer_walks_crash_points_like_image_at() {
     let odd = |write: usize, sector: usize| (write + sector) % 2 == 1;
     for point in (0..rec.events.len()).step_by(7) {
         replayer.advance_to(point);
-        assert_eq!(
-            replayer.cached_writes(),
-            cached_writes_at(&rec.events, point),
-            "at {point}"
-        );
+        assert_eq!(replayer.cached_writes(), cached_writes_at(&rec.events, point), "at {point}");
         let slow = image_at(&rec.base_image, &rec.events, point, &odd);
         assert!(replayer.image(&odd) == slow, "replayer differs at {point}");
     }
-    let flushes = rec
-        .events
-        .iter()
-        .filter(|e| matches!(e, DiskEvent::Flush))
-        .count();
-    let destages = rec
-        .events
-        .iter()
-        .filter(|e| matches!(e, DiskEvent::Destage { .. }))
-        .count();
-    assert!(
-        flushes > 0 && destages > 0,
-        "workload exercised neither flush nor destage"
-    );
+    let flushes = rec.events.iter().filter(|e| matches!(e, DiskEvent::Flush)).count();
+    let destages = rec.events.iter().filter(|e| matches!(e, DiskEvent::Destage { .. })).count();
+    assert!(flushes > 0 && destages > 0, "workload exercised neither flush nor destage");
 }
 
 #[test]
 fn profiles_parse_and_print_their_five_names() {
     let names: Vec<String> = PROFILES.iter().map(ToString::to_string).collect();
-    assert_eq!(
-        names,
-        ["none", "crash", "faults", "unrestricted", "lying-flush"]
-    );
+    assert_eq!(names, ["none", "crash", "faults", "unrestricted", "lying-flush"]);
     for name in &names {
         assert_eq!(name.parse::<Profile>().unwrap().to_string(), *name);
     }

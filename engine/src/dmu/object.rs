@@ -12,7 +12,7 @@ use crate::dnode::sync::lookup;
 use crate::dnode::{nblkptr_for_bonus, DnodeAttrs};
 use crate::error::DmuError;
 use crate::limits::{
-    DMU_OBJECT_END, DMU_MAX_OFFSET, DN_DFL_INDBLKSHIFT, DN_MAX_BONUSLEN, DN_MAX_INDBLKSHIFT,
+    DMU_MAX_OFFSET, DMU_OBJECT_END, DN_DFL_INDBLKSHIFT, DN_MAX_BONUSLEN, DN_MAX_INDBLKSHIFT,
     DN_MAX_OBJECT, DN_MIN_INDBLKSHIFT, SPA_MAXBLOCKSIZE, SPA_MINBLOCKSIZE,
 };
 use crate::zio::Zio;
@@ -56,7 +56,8 @@ impl ObjectSpec {
         if !(SPA_MINBLOCKSIZE..=SPA_MAXBLOCKSIZE).contains(&bs) || !shape_ok {
             return Err(DmuError::InvalidBlockSize { blocksize: bs });
         }
-        let ibs = if self.indblkshift == 0 { DN_DFL_INDBLKSHIFT } else { u32::from(self.indblkshift) };
+        let ibs =
+            if self.indblkshift == 0 { DN_DFL_INDBLKSHIFT } else { u32::from(self.indblkshift) };
         if !(DN_MIN_INDBLKSHIFT..=DN_MAX_INDBLKSHIFT).contains(&ibs) {
             return Err(DmuError::InvalidIndBlkShift { indblkshift: ibs });
         }
@@ -94,7 +95,12 @@ impl Objset {
     ///
     /// # Errors
     /// Read errors; the objset is read-only.
-    pub fn object_alloc(&mut self, zio: &mut Zio, txg: u64, attrs: DnodeAttrs) -> Result<u64, DmuError> {
+    pub fn object_alloc(
+        &mut self,
+        zio: &mut Zio,
+        txg: u64,
+        attrs: DnodeAttrs,
+    ) -> Result<u64, DmuError> {
         self.writable()?;
         let object = self.lowest_free();
         check_object(object)?;
@@ -106,7 +112,13 @@ impl Objset {
     ///
     /// # Errors
     /// `ObjectExists`, `InvalidObject`, read errors.
-    pub fn object_claim(&mut self, zio: &mut Zio, txg: u64, object: u64, attrs: DnodeAttrs) -> Result<(), DmuError> {
+    pub fn object_claim(
+        &mut self,
+        zio: &mut Zio,
+        txg: u64,
+        object: u64,
+        attrs: DnodeAttrs,
+    ) -> Result<(), DmuError> {
         self.writable()?;
         check_object(object)?;
         let dn = self.dnode(zio, object)?;
@@ -127,7 +139,13 @@ impl Objset {
     ///
     /// # Errors
     /// `NoSuchObject`, `InvalidObject`, read errors.
-    pub fn object_reclaim(&mut self, zio: &mut Zio, txg: u64, object: u64, attrs: DnodeAttrs) -> Result<(), DmuError> {
+    pub fn object_reclaim(
+        &mut self,
+        zio: &mut Zio,
+        txg: u64,
+        object: u64,
+        attrs: DnodeAttrs,
+    ) -> Result<(), DmuError> {
         self.writable()?;
         check_object(object)?;
         let dn = self.hold(zio, object)?;
@@ -146,7 +164,15 @@ impl Objset {
     ///
     /// # Errors
     /// `NoSuchObject`, `InvalidObject`, `InvalidType`, `BonusTooLong`, read errors.
-    pub fn object_reallocate(&mut self, zio: &mut Zio, txg: u64, object: u64, ot: u8, bonustype: u8, bonuslen: usize) -> Result<(), DmuError> {
+    pub fn object_reallocate(
+        &mut self,
+        zio: &mut Zio,
+        txg: u64,
+        object: u64,
+        ot: u8,
+        bonustype: u8,
+        bonuslen: usize,
+    ) -> Result<(), DmuError> {
         self.writable()?;
         check_object(object)?;
         if !ot_is_valid(ot) || !bonustype_is_valid(bonustype) {
@@ -189,7 +215,14 @@ impl Objset {
     ///
     /// # Errors
     /// `BonusTooLong`, `InvalidType`, `NoSuchObject`, read errors.
-    pub fn set_bonus(&mut self, zio: &mut Zio, txg: u64, object: u64, bonustype: u8, bonus: &[u8]) -> Result<(), DmuError> {
+    pub fn set_bonus(
+        &mut self,
+        zio: &mut Zio,
+        txg: u64,
+        object: u64,
+        bonustype: u8,
+        bonus: &[u8],
+    ) -> Result<(), DmuError> {
         self.writable()?;
         check_object(object)?;
         if !bonustype_is_valid(bonustype) {
@@ -218,7 +251,12 @@ impl Objset {
     }
 
     /// Current contents of block `blkid` of `object` (a full block; zeros for holes).
-    fn block_contents(&mut self, zio: &mut Zio, object: u64, blkid: u64) -> Result<Vec<u8>, DmuError> {
+    fn block_contents(
+        &mut self,
+        zio: &mut Zio,
+        object: u64,
+        blkid: u64,
+    ) -> Result<Vec<u8>, DmuError> {
         let dn = self.hold(zio, object)?;
         let bs = dn.attrs().blksz as usize;
         match dn.block_source(blkid) {
@@ -240,7 +278,14 @@ impl Objset {
     ///
     /// # Errors
     /// `OffsetOverflow`, `NoSuchObject`, read errors (read-modify-write of partial blocks).
-    pub fn write(&mut self, zio: &mut Zio, txg: u64, object: u64, offset: u64, data: &[u8]) -> Result<u64, DmuError> {
+    pub fn write(
+        &mut self,
+        zio: &mut Zio,
+        txg: u64,
+        object: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u64, DmuError> {
         self.writable()?;
         check_object(object)?;
         let end = check_range(offset, data.len() as u64)?;
@@ -254,7 +299,8 @@ impl Objset {
             let bstart = blkid * bs;
             let from = offset.max(bstart);
             let to = end.min(bstart + bs);
-            let src = &data[usize::try_from(from - offset).expect("fits")..usize::try_from(to - offset).expect("fits")];
+            let src = &data[usize::try_from(from - offset).expect("fits")
+                ..usize::try_from(to - offset).expect("fits")];
             let block = if to - from == bs {
                 src.to_vec()
             } else {
@@ -277,10 +323,17 @@ impl Objset {
     ///
     /// # Errors
     /// `OffsetOverflow`, `NoSuchObject`, `Zio` (checksum or I/O error: never wrong data).
-    pub fn read(&mut self, zio: &mut Zio, object: u64, offset: u64, len: u64) -> Result<Vec<u8>, DmuError> {
+    pub fn read(
+        &mut self,
+        zio: &mut Zio,
+        object: u64,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, DmuError> {
         check_object(object)?;
         let end = check_range(offset, len)?;
-        let mut out = vec![0u8; usize::try_from(len).map_err(|_| DmuError::OffsetOverflow { offset, len })?];
+        let mut out =
+            vec![0u8; usize::try_from(len).map_err(|_| DmuError::OffsetOverflow { offset, len })?];
         if len == 0 {
             self.hold(zio, object)?;
             return Ok(out);
@@ -290,13 +343,21 @@ impl Objset {
             let bstart = blkid * bs;
             let from = offset.max(bstart);
             let to = end.min(bstart + bs);
-            let dst = &mut out[usize::try_from(from - offset).expect("fits")..usize::try_from(to - offset).expect("fits")];
+            let dst = &mut out[usize::try_from(from - offset).expect("fits")
+                ..usize::try_from(to - offset).expect("fits")];
             self.read_block_part(zio, object, blkid, from - bstart, dst)?;
         }
         Ok(out)
     }
 
-    fn read_block_part(&mut self, zio: &mut Zio, object: u64, blkid: u64, at: u64, dst: &mut [u8]) -> Result<(), DmuError> {
+    fn read_block_part(
+        &mut self,
+        zio: &mut Zio,
+        object: u64,
+        blkid: u64,
+        at: u64,
+        dst: &mut [u8],
+    ) -> Result<(), DmuError> {
         let dn = self.hold(zio, object)?;
         let bs = dn.attrs().blksz as usize;
         let at = usize::try_from(at).expect("fits");
@@ -325,11 +386,22 @@ impl Objset {
     ///
     /// # Errors
     /// `OffsetOverflow`, `NoSuchObject`, read errors.
-    pub fn free_range(&mut self, zio: &mut Zio, txg: u64, object: u64, offset: u64, len: u64) -> Result<(), DmuError> {
+    pub fn free_range(
+        &mut self,
+        zio: &mut Zio,
+        txg: u64,
+        object: u64,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), DmuError> {
         self.writable()?;
         check_object(object)?;
         let trunc = len == DMU_OBJECT_END;
-        let end = if trunc { u64::MAX } else { offset.checked_add(len).ok_or(DmuError::OffsetOverflow { offset, len })? };
+        let end = if trunc {
+            u64::MAX
+        } else {
+            offset.checked_add(len).ok_or(DmuError::OffsetOverflow { offset, len })?
+        };
         let a = self.hold(zio, object)?.attrs().clone();
         let bs = u64::from(a.blksz);
         if len == 0 || offset / bs > a.maxblkid {
@@ -337,7 +409,7 @@ impl Objset {
         }
         let limit = (a.maxblkid + 1) * bs;
         let end = end.min(limit);
-        let head_partial = offset % bs != 0;
+        let head_partial = !offset.is_multiple_of(bs);
         if head_partial {
             let bend = (offset / bs + 1) * bs;
             self.zero_part(zio, txg, object, offset, end.min(bend))?;
@@ -361,7 +433,14 @@ impl Objset {
     }
 
     /// Zero bytes `[from, to)` inside one block, unless the block is a hole.
-    fn zero_part(&mut self, zio: &mut Zio, txg: u64, object: u64, from: u64, to: u64) -> Result<(), DmuError> {
+    fn zero_part(
+        &mut self,
+        zio: &mut Zio,
+        txg: u64,
+        object: u64,
+        from: u64,
+        to: u64,
+    ) -> Result<(), DmuError> {
         if from >= to {
             return Ok(());
         }

@@ -47,7 +47,8 @@ pub struct ObjectInfo {
 
 /// Attributes of the meta-dnode.
 fn meta_attrs() -> DnodeAttrs {
-    let mut a = DnodeAttrs::new(DMU_OT_DNODE, DNODE_BLOCK_SIZE as u32, DN_DFL_INDBLKSHIFT as u8, 0, 0);
+    let mut a =
+        DnodeAttrs::new(DMU_OT_DNODE, DNODE_BLOCK_SIZE as u32, DN_DFL_INDBLKSHIFT as u8, 0, 0);
     a.maxblkid = 0;
     a
 }
@@ -285,7 +286,11 @@ impl Objset {
             if !phys.is_free() {
                 ctx.free_tree(&phys)?;
             }
-            phys = if rec.attrs.ot == 0 { DnodePhys::free_slot() } else { DnodePhys::new(rec.attrs.clone()) };
+            phys = if rec.attrs.ot == 0 {
+                DnodePhys::free_slot()
+            } else {
+                DnodePhys::new(rec.attrs.clone())
+            };
         } else {
             assert!(phys.attrs.nblkptr <= rec.attrs.nblkptr, "nblkptr shrank without reset");
             assert_eq!(phys.attrs.blksz, rec.attrs.blksz, "blksz changed without reset");
@@ -301,7 +306,11 @@ impl Objset {
         Ok(phys)
     }
 
-    fn sync_meta(&mut self, ctx: &mut TreeCtx<'_>, slots: &BTreeMap<u64, Vec<(u64, DnodePhys)>>) -> Result<(), SyncError> {
+    fn sync_meta(
+        &mut self,
+        ctx: &mut TreeCtx<'_>,
+        slots: &BTreeMap<u64, Vec<(u64, DnodePhys)>>,
+    ) -> Result<(), SyncError> {
         let mut writes = BTreeMap::new();
         let mut frees = Vec::new();
         for (&blkid, list) in slots {
@@ -313,7 +322,8 @@ impl Objset {
             };
             block.resize(DNODE_BLOCK_SIZE as usize, 0);
             for (object, phys) in list {
-                let at = usize::try_from(object % DNODES_PER_BLOCK).expect("small") * DNODE_SIZE as usize;
+                let at = usize::try_from(object % DNODES_PER_BLOCK).expect("small")
+                    * DNODE_SIZE as usize;
                 phys.encode(&mut block[at..at + DNODE_SIZE as usize]);
             }
             if block.iter().all(|&b| b == 0) {
@@ -338,7 +348,8 @@ impl Objset {
     fn write_root(&mut self, ctx: &mut TreeCtx<'_>) -> Result<(), SyncError> {
         let mut raw = vec![0u8; OBJSET_PHYS_SIZE];
         self.meta.encode(&mut raw[..DNODE_SIZE as usize]);
-        raw[DNODE_SIZE as usize..DNODE_SIZE as usize + 8].copy_from_slice(&self.os_type.to_le_bytes());
+        raw[DNODE_SIZE as usize..DNODE_SIZE as usize + 8]
+            .copy_from_slice(&self.os_type.to_le_bytes());
         let props = WriteProps {
             ot: DMU_OT_OBJSET,
             level: 0,

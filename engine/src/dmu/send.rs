@@ -13,7 +13,7 @@ use crate::dnode::DnodePhys;
 use crate::error::ZioError;
 use crate::limits::{DNODES_PER_BLOCK, DNODE_SIZE, SPA_MINBLOCKSIZE};
 use crate::spa::Spa;
-use crate::stream::ot::ot_is_metadata;
+use crate::stream::ot::{byteswap_in_place, ot_byteswap_kind, ot_is_metadata};
 use crate::stream::record::{
     dmu_versioninfo, ByteOrder, DdtKey, DrrBegin, DrrEnd, DrrFree, DrrFreeObjects, DrrObject,
     DrrWrite, DrrWriteEmbedded, Record, StreamWriter, DMU_BACKUP_FEATURE_COMPRESSED,
@@ -94,6 +94,17 @@ impl Sender<'_> {
         }
     }
 
+    /// Payloads of typed objects travel in the sender's byte order (§3.9): a stream of the
+    /// other order carries them swapped, exactly as a host of that order would have sent
+    /// them. Data is stored little endian here.
+    fn to_stream_order(&self, ot: u32, buf: &mut [u8]) {
+        if self.opts.byte_order != ByteOrder::Little {
+            if let Some(kind) = ot_byteswap_kind(ot) {
+                byteswap_in_place(kind, buf);
+            }
+        }
+    }
+
     fn flush_pending(&mut self) {
         match std::mem::replace(&mut self.pending, Pending::None) {
             Pending::None => {}
@@ -105,8 +116,15 @@ impl Sender<'_> {
     /// dump_free: merge adjacent frees of one object; a to-the-end free goes out at once.
     fn free(&mut self, object: u64, offset: u64, length: u64) {
         if let Pending::Free(p) = &mut self.pending {
-            if p.object == object && p.length != DMU_OBJECT_END && p.offset.checked_add(p.length) == Some(offset) {
-                p.length = if length == DMU_OBJECT_END { DMU_OBJECT_END } else { p.length.checked_add(length).unwrap_or(DMU_OBJECT_END) };
+            if p.object == object
+                && p.length != DMU_OBJECT_END
+                && p.offset.checked_add(p.length) == Some(offset)
+            {
+                p.length = if length == DMU_OBJECT_END {
+                    DMU_OBJECT_END
+                } else {
+                    p.length.checked_add(length).unwrap_or(DMU_OBJECT_END)
+                };
                 return;
             }
         }
@@ -128,7 +146,8 @@ impl Sender<'_> {
             }
         }
         self.flush_pending();
-        self.pending = Pending::FreeObjects(DrrFreeObjects { firstobj, numobjs, toguid: self.toguid });
+        self.pending =
+            Pending::FreeObjects(DrrFreeObjects { firstobj, numobjs, toguid: self.toguid });
     }
 
     fn dnode(&mut self, object: u64, phys: &DnodePhys) {
@@ -141,6 +160,7 @@ impl Sender<'_> {
         let a = &phys.attrs;
         let bonuslen = a.bonus.len();
         let mut bonus = a.bonus.clone();
+        self.to_stream_order(u32::from(a.bonustype), &mut bonus);
         bonus.resize(bonuslen.next_multiple_of(8), 0);
         let drr = DrrObject {
             object,
@@ -170,7 +190,10 @@ impl Sender<'_> {
             let maxobj = u128::from(self.meta_maxobj);
             if firstobj < maxobj {
                 let num = num.min(maxobj - firstobj);
-                self.freeobjects(u64::try_from(firstobj).expect("< maxobj"), u64::try_from(num).expect("< maxobj"));
+                self.freeobjects(
+                    u64::try_from(firstobj).expect("< maxobj"),
+                    u64::try_from(num).expect("< maxobj"),
+                );
             }
             return;
         }
@@ -182,11 +205,20 @@ impl Sender<'_> {
         let offset = first_blk * u128::from(blksz);
         let len = (1u128 << span_shift.min(100)) * u128::from(blksz);
         let Ok(offset) = u64::try_from(offset) else { return };
-        let len = u64::try_from(len).ok().filter(|l| offset.checked_add(*l).is_some()).unwrap_or(DMU_OBJECT_END);
+        let len = u64::try_from(len)
+            .ok()
+            .filter(|l| offset.checked_add(*l).is_some())
+            .unwrap_or(DMU_OBJECT_END);
         self.free(object, offset, len);
     }
 
-    fn data(&mut self, spa: &mut crate::zio::Zio, object: u64, blkid: u64, bp: &BlkPtr) -> Result<(), ZioError> {
+    fn data(
+        &mut self,
+        spa: &mut crate::zio::Zio,
+        object: u64,
+        blkid: u64,
+        bp: &BlkPtr,
+    ) -> Result<(), ZioError> {
         self.flush_pending();
         let (ot, blksz) = match &self.dnode {
             Some((o, dn)) if *o == object => (dn.attrs.ot, dn.attrs.blksz),
@@ -209,22 +241,36 @@ impl Sender<'_> {
             self.emit(&Record::WriteEmbedded { drr, data });
             return Ok(());
         }
-        let mut drr = DrrWrite { object, object_type: u32::from(ot), offset, logical_size: u64::from(bp.lsize), toguid: self.toguid, ..DrrWrite::default() };
+        let mut drr = DrrWrite {
+            object,
+            object_type: u32::from(ot),
+            offset,
+            logical_size: u64::from(bp.lsize),
+            toguid: self.toguid,
+            ..DrrWrite::default()
+        };
         let data = if bp.embedded {
             drr.checksumtype = ChecksumType::Off as u8;
-            spa.read(bp)?.to_vec()
+            let mut d = spa.read(bp)?.to_vec();
+            self.to_stream_order(u32::from(ot), &mut d);
+            d
         } else {
             drr.checksumtype = bp.checksum;
             if ChecksumType::from_u8(bp.checksum).is_some_and(ChecksumType::is_dedup_capable) {
                 drr.flags |= DRR_CHECKSUM_DEDUP;
             }
             drr.key = DdtKey { cksum: bp.cksum, prop: ddk_prop(bp) };
-            if self.opts.compressed && bp.compress == Compress::Lz4 as u8 && !ot_is_metadata(u32::from(ot)) {
+            if self.opts.compressed
+                && bp.compress == Compress::Lz4 as u8
+                && !ot_is_metadata(u32::from(ot))
+            {
                 drr.compressiontype = bp.compress;
                 drr.compressed_size = u64::from(bp.psize);
                 spa.read_raw(bp)?
             } else {
-                spa.read(bp)?.to_vec()
+                let mut d = spa.read(bp)?.to_vec();
+                self.to_stream_order(u32::from(ot), &mut d);
+                d
             }
         };
         self.emit(&Record::Write { drr, data });
@@ -246,9 +292,16 @@ impl Spa {
     /// # Errors
     /// `BadSnapshot` for unknown or misordered snapshots; `Zio` when a block cannot be read
     /// (the stream is then incomplete: no END record is written); `Io`.
-    pub fn send(&mut self, tosnap: &str, fromsnap: Option<&str>, opts: &SendOptions, out: &mut dyn Write) -> Result<SendStats, SendError> {
+    pub fn send(
+        &mut self,
+        tosnap: &str,
+        fromsnap: Option<&str>,
+        opts: &SendOptions,
+        out: &mut dyn Write,
+    ) -> Result<SendStats, SendError> {
         let bad = |m: String| SendError::BadSnapshot(m);
-        let (fs, snap) = tosnap.split_once('@').ok_or_else(|| bad(format!("{tosnap} is not a snapshot")))?;
+        let (fs, snap) =
+            tosnap.split_once('@').ok_or_else(|| bad(format!("{tosnap} is not a snapshot")))?;
         let id = self.dsl.id_of(fs).ok_or_else(|| bad(format!("no dataset {fs}")))?;
         let ds = &self.dsl.datasets[&id];
         let to = ds.snapshot(snap).ok_or_else(|| bad(format!("no snapshot {tosnap}")))?.clone();
@@ -256,7 +309,10 @@ impl Spa {
             None => (0, 0),
             Some(f) => {
                 let short = f.rsplit_once('@').map_or(f, |(_, s)| s);
-                if f.contains('@') && !f.starts_with('@') && f.split_once('@').map(|(a, _)| a) != Some(fs) {
+                if f.contains('@')
+                    && !f.starts_with('@')
+                    && f.split_once('@').map(|(a, _)| a) != Some(fs)
+                {
                     return Err(bad(format!("{f} is not a snapshot of {fs}")));
                 }
                 let from = ds.snapshot(short).ok_or_else(|| bad(format!("no snapshot {f}")))?;
@@ -339,6 +395,10 @@ impl Spa {
             return Err(e);
         }
         let _ = DNODE_SIZE;
-        Ok(SendStats { records: s.out.records_written(), bytes: s.out.bytes_written(), blocks_visited: s.visited })
+        Ok(SendStats {
+            records: s.out.records_written(),
+            bytes: s.out.bytes_written(),
+            blocks_visited: s.visited,
+        })
     }
 }

@@ -6,9 +6,9 @@
 //! (birth 0), which are always reported, as OpenZFS's send_holes_without_birth_time does.
 //! Used by send, snapshot destroy, import (space rebuild) and the integrity checker.
 
+use crate::dmu::ot::DMU_OT_DNODE;
 use crate::dnode::sync::decode_indirect;
 use crate::dnode::DnodePhys;
-use crate::dmu::ot::DMU_OT_DNODE;
 use crate::error::ZioError;
 use crate::limits::{DNODES_PER_BLOCK, DNODE_BLOCK_SIZE, DNODE_SIZE};
 use crate::zio::blkptr::BlkPtr;
@@ -57,7 +57,17 @@ pub fn traverse_objset(
     if root.is_hole() || root.birth_txg <= min_txg {
         return Ok(());
     }
-    visit(zio, &Visit::Block { object: OBJSET_BLOCK_OBJECT, level: 0, blkid: 0, bp: root, datablksz: 0, indblkshift: 0 });
+    visit(
+        zio,
+        &Visit::Block {
+            object: OBJSET_BLOCK_OBJECT,
+            level: 0,
+            blkid: 0,
+            bp: root,
+            datablksz: 0,
+            indblkshift: 0,
+        },
+    );
     let raw = zio.read(root)?;
     if raw.len() < DNODE_SIZE as usize {
         return Err(ZioError::BadBlkPtr { reason: "objset block too short" });
@@ -102,7 +112,10 @@ fn visit_bp(
         return Ok(());
     }
     let a = &dn.attrs;
-    visit(zio, &Visit::Block { object, level, blkid, bp, datablksz: a.blksz, indblkshift: a.indblkshift });
+    visit(
+        zio,
+        &Visit::Block { object, level, blkid, bp, datablksz: a.blksz, indblkshift: a.indblkshift },
+    );
     if bp.is_hole() {
         return Ok(());
     }

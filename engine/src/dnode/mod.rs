@@ -148,7 +148,12 @@ impl DnodePhys {
             return;
         }
         let a = &self.attrs;
-        assert!(a.bonus.len() <= a.bonus_capacity(), "bonus {} > {}", a.bonus.len(), a.bonus_capacity());
+        assert!(
+            a.bonus.len() <= a.bonus_capacity(),
+            "bonus {} > {}",
+            a.bonus.len(),
+            a.bonus_capacity()
+        );
         assert_eq!(u64::from(a.blksz) % SPA_MINBLOCKSIZE, 0, "blksz {}", a.blksz);
         out[0] = a.ot;
         out[1] = a.indblkshift;

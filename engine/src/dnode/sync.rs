@@ -102,7 +102,12 @@ pub fn decode_indirect(raw: &[u8]) -> Result<Vec<BlkPtr>, ZioError> {
 /// The children of `bp`, an indirect pointer at `level` (>= 1). A hole's children are holes
 /// that inherit its birth. Holes do not record their level reliably (never-written ones are
 /// all zero), so the caller says where the pointer sits.
-fn children_of(zio: &mut Zio, bp: &BlkPtr, level: u8, attrs: &DnodeAttrs) -> Result<Vec<BlkPtr>, ZioError> {
+fn children_of(
+    zio: &mut Zio,
+    bp: &BlkPtr,
+    level: u8,
+    attrs: &DnodeAttrs,
+) -> Result<Vec<BlkPtr>, ZioError> {
     let epb = 1usize << epbs(attrs);
     if bp.is_hole() {
         let child_level = level.checked_sub(1).expect("invariant: indirect level >= 1");
@@ -231,7 +236,12 @@ impl TreeCtx<'_> {
                 continue;
             }
             changed |= if level == 0 {
-                self.update_leaf(attrs, child, u64::try_from(s).expect("invariant: leaf blkid"), ops)?
+                self.update_leaf(
+                    attrs,
+                    child,
+                    u64::try_from(s).expect("invariant: leaf blkid"),
+                    ops,
+                )?
             } else if !writes && (ops.frees_cover(s, e) || child.is_hole()) {
                 self.free_child(attrs, child, level)?
             } else {
@@ -250,7 +260,12 @@ impl TreeCtx<'_> {
         Ok(changed)
     }
 
-    fn free_child(&mut self, attrs: &DnodeAttrs, child: &mut BlkPtr, level: u32) -> Result<bool, SyncError> {
+    fn free_child(
+        &mut self,
+        attrs: &DnodeAttrs,
+        child: &mut BlkPtr,
+        level: u32,
+    ) -> Result<bool, SyncError> {
         if child.is_hole() {
             return Ok(false);
         }
@@ -297,7 +312,12 @@ impl TreeCtx<'_> {
         }
     }
 
-    fn write_indirect(&mut self, attrs: &DnodeAttrs, level: u8, children: &[BlkPtr]) -> Result<BlkPtr, SyncError> {
+    fn write_indirect(
+        &mut self,
+        attrs: &DnodeAttrs,
+        level: u8,
+        children: &[BlkPtr],
+    ) -> Result<BlkPtr, SyncError> {
         assert!(level >= 1);
         assert_eq!(children.len(), 1 << epbs(attrs), "indirect fan-out");
         let lsize = 1u32 << attrs.indblkshift;

@@ -48,8 +48,15 @@ pub fn free_owned(zio: &mut Zio, root: &BlkPtr, min_txg: u64, txg: u64) -> Resul
 ///
 /// # Errors
 /// Read errors of metadata.
-pub fn free_snapshot(zio: &mut Zio, snap: &BlkPtr, prev_txg: u64, next: &BlkPtr, txg: u64) -> Result<u64, ZioError> {
-    let kept: BTreeSet<u64> = blocks_after(zio, next, prev_txg)?.iter().map(|bp| bp.dva[0].offset).collect();
+pub fn free_snapshot(
+    zio: &mut Zio,
+    snap: &BlkPtr,
+    prev_txg: u64,
+    next: &BlkPtr,
+    txg: u64,
+) -> Result<u64, ZioError> {
+    let kept: BTreeSet<u64> =
+        blocks_after(zio, next, prev_txg)?.iter().map(|bp| bp.dva[0].offset).collect();
     let mut freed = 0;
     for bp in blocks_after(zio, snap, prev_txg)? {
         if !kept.contains(&bp.dva[0].offset) {

@@ -80,7 +80,9 @@ mod tests {
         assert!(split_snapshot("tank", "tank/a").is_err());
         assert!(split_snapshot("tank", "tank/a@b@c").is_err());
         assert!(check_fs("tank", &format!("tank/{}", "x".repeat(300))).is_err());
-        assert!(check_pool("tank").is_ok() && check_pool("9tank").is_err() && check_pool("").is_err());
+        assert!(
+            check_pool("tank").is_ok() && check_pool("9tank").is_err() && check_pool("").is_err()
+        );
         assert_eq!(parent("tank/a/b"), Some("tank/a"));
         assert_eq!(parent("tank"), None);
     }

@@ -139,7 +139,8 @@ struct Dec<'a> {
 
 impl Dec<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], MosDecodeError> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.b.len()).ok_or(MosDecodeError("short"))?;
+        let end =
+            self.at.checked_add(n).filter(|&e| e <= self.b.len()).ok_or(MosDecodeError("short"))?;
         let s = &self.b[self.at..end];
         self.at = end;
         Ok(s)
@@ -257,7 +258,15 @@ fn decode_dataset(d: &mut Dec<'_>) -> Result<DatasetRecord, MosDecodeError> {
     if snapshots.windows(2).any(|w| w[0].creation_txg >= w[1].creation_txg) {
         return Err(MosDecodeError("snapshot txgs out of order"));
     }
-    Ok(DatasetRecord { id, name, guid, creation_txg, props: DatasetProps { checksum, compress }, head_root, snapshots })
+    Ok(DatasetRecord {
+        id,
+        name,
+        guid,
+        creation_txg,
+        props: DatasetProps { checksum, compress },
+        head_root,
+        snapshots,
+    })
 }
 
 #[cfg(test)]
@@ -274,7 +283,13 @@ mod tests {
             creation_txg: 4,
             props: DatasetProps::default(),
             head_root: BlkPtr::hole(3, 11, 0, 1024),
-            snapshots: vec![DslSnapshot { name: "s".into(), guid: 5, creation_txg: 6, creation_time: 8, root: BlkPtr::HOLE }],
+            snapshots: vec![DslSnapshot {
+                name: "s".into(),
+                guid: 5,
+                creation_txg: 6,
+                creation_time: 8,
+                root: BlkPtr::HOLE,
+            }],
         });
         mos.defer.insert(9, vec![Dva { offset: 4096, asize: 512 }]);
         let raw = mos.encode();

@@ -95,7 +95,8 @@ impl Spa {
             return Err(DslError::Limit("datasets per pool"));
         }
         let guid = self.next_guid();
-        self.run_sync_task(SyncTask::Create { name: name.to_owned(), props, guid }).map_err(dsl_from_spa)
+        self.run_sync_task(SyncTask::Create { name: name.to_owned(), props, guid })
+            .map_err(dsl_from_spa)
     }
 
     /// Destroy filesystem `name` and all its snapshots (it must have no children).
@@ -130,7 +131,8 @@ impl Spa {
         }
         let guid = self.next_guid();
         let time = self.now_secs;
-        self.run_sync_task(SyncTask::Snapshot { id, snap: snap.to_owned(), guid, time }).map_err(dsl_from_spa)
+        self.run_sync_task(SyncTask::Snapshot { id, snap: snap.to_owned(), guid, time })
+            .map_err(dsl_from_spa)
     }
 
     /// Destroy snapshot `pool/fs@snap`, freeing exactly the blocks nothing else references.
@@ -145,7 +147,8 @@ impl Spa {
             return Err(DslError::NoSuchDataset(name.to_owned()));
         }
         self.txg_sync().map_err(dsl_from_spa)?;
-        self.run_sync_task(SyncTask::SnapshotDestroy { id, snap: snap.to_owned() }).map_err(dsl_from_spa)
+        self.run_sync_task(SyncTask::SnapshotDestroy { id, snap: snap.to_owned() })
+            .map_err(dsl_from_spa)
     }
 
     /// Roll filesystem `fs` back to its newest snapshot, discarding later changes.
@@ -165,7 +168,12 @@ impl Spa {
     /// Every filesystem, by name.
     #[must_use]
     pub fn datasets(&self) -> Vec<String> {
-        self.dsl.names.iter().filter(|(_, id)| !self.dsl.datasets[id].temporary).map(|(n, _)| n.clone()).collect()
+        self.dsl
+            .names
+            .iter()
+            .filter(|(_, id)| !self.dsl.datasets[id].temporary)
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// Properties of filesystem `fs`.
@@ -204,7 +212,12 @@ impl Spa {
     #[must_use]
     pub fn space(&self) -> SpaceStats {
         let ms = &self.zio.ms;
-        SpaceStats { capacity: ms.capacity(), allocated: ms.allocated_bytes(), deferred: ms.deferred_bytes(), free: ms.free_bytes() }
+        SpaceStats {
+            capacity: ms.capacity(),
+            allocated: ms.allocated_bytes(),
+            deferred: ms.deferred_bytes(),
+            free: ms.free_bytes(),
+        }
     }
 
     fn resolve(&self, name: &str) -> Result<Target, DmuError> {
@@ -225,11 +238,14 @@ impl Spa {
             return Err(DmuError::Suspended);
         }
         match self.resolve(name)? {
-            Target::Head(id) => Ok((&mut self.zio, &mut self.dsl.datasets.get_mut(&id).expect("resolved").head)),
+            Target::Head(id) => {
+                Ok((&mut self.zio, &mut self.dsl.datasets.get_mut(&id).expect("resolved").head))
+            }
             Target::Snap(id, txg) => {
                 let ds: &mut DslDataset = self.dsl.datasets.get_mut(&id).expect("resolved");
                 if !ds.snap_views.contains_key(&txg) {
-                    let root = ds.snapshots.iter().find(|s| s.creation_txg == txg).expect("resolved").root;
+                    let root =
+                        ds.snapshots.iter().find(|s| s.creation_txg == txg).expect("resolved").root;
                     let os = Objset::open(&mut self.zio, &root, true)?;
                     ds.snap_views.insert(txg, os);
                 }
@@ -282,7 +298,12 @@ impl Spa {
     ///
     /// # Errors
     /// `ObjectExists`, invalid spec, `NoSpace`, `ReadOnly`, `NoSuchDataset`.
-    pub fn object_claim(&mut self, fs: &str, object: u64, spec: &ObjectSpec) -> Result<(), DmuError> {
+    pub fn object_claim(
+        &mut self,
+        fs: &str,
+        object: u64,
+        spec: &ObjectSpec,
+    ) -> Result<(), DmuError> {
         let attrs = spec.to_attrs(false)?;
         self.space_check(4096)?;
         let (zio, os, txg) = self.head(fs)?;
@@ -294,7 +315,12 @@ impl Spa {
     ///
     /// # Errors
     /// `NoSuchObject`, invalid spec, `ReadOnly`, `NoSuchDataset`.
-    pub fn object_reclaim(&mut self, fs: &str, object: u64, spec: &ObjectSpec) -> Result<(), DmuError> {
+    pub fn object_reclaim(
+        &mut self,
+        fs: &str,
+        object: u64,
+        spec: &ObjectSpec,
+    ) -> Result<(), DmuError> {
         let attrs = spec.to_attrs(false)?;
         let (zio, os, txg) = self.head(fs)?;
         os.object_reclaim(zio, txg, object, attrs)?;
@@ -315,7 +341,13 @@ impl Spa {
     ///
     /// # Errors
     /// `OffsetOverflow`, `NoSuchObject`, `NoSpace`, `ReadOnly`, `NoSuchDataset`, `Zio`.
-    pub fn write(&mut self, fs: &str, object: u64, offset: u64, data: &[u8]) -> Result<(), DmuError> {
+    pub fn write(
+        &mut self,
+        fs: &str,
+        object: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), DmuError> {
         self.space_check(data.len() as u64 + 2 * 16384)?;
         let (zio, os, txg) = self.head(fs)?;
         let dirtied = os.write(zio, txg, object, offset, data)?;
@@ -326,7 +358,13 @@ impl Spa {
     ///
     /// # Errors
     /// `OffsetOverflow`, `NoSuchObject`, `ReadOnly`, `NoSuchDataset`, `Zio`.
-    pub fn free_range(&mut self, fs: &str, object: u64, offset: u64, len: u64) -> Result<(), DmuError> {
+    pub fn free_range(
+        &mut self,
+        fs: &str,
+        object: u64,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), DmuError> {
         let (zio, os, txg) = self.head(fs)?;
         os.free_range(zio, txg, object, offset, len)?;
         self.account(512)
@@ -336,7 +374,13 @@ impl Spa {
     ///
     /// # Errors
     /// `BonusTooLong`, `InvalidType`, `NoSuchObject`, `ReadOnly`, `NoSuchDataset`.
-    pub fn set_bonus(&mut self, fs: &str, object: u64, bonustype: u8, bonus: &[u8]) -> Result<(), DmuError> {
+    pub fn set_bonus(
+        &mut self,
+        fs: &str,
+        object: u64,
+        bonustype: u8,
+        bonus: &[u8],
+    ) -> Result<(), DmuError> {
         let (zio, os, txg) = self.head(fs)?;
         os.set_bonus(zio, txg, object, bonustype, bonus)?;
         self.account(512)
@@ -346,7 +390,13 @@ impl Spa {
     ///
     /// # Errors
     /// `OffsetOverflow`, `NoSuchObject`, `NoSuchDataset`, `Zio` (never wrong data).
-    pub fn read(&mut self, name: &str, object: u64, offset: u64, len: u64) -> Result<Vec<u8>, DmuError> {
+    pub fn read(
+        &mut self,
+        name: &str,
+        object: u64,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, DmuError> {
         let (zio, os) = self.objset(name)?;
         os.read(zio, object, offset, len)
     }
@@ -417,7 +467,11 @@ impl Spa {
             .values()
             .map(|d| DatasetTrees {
                 name: d.name.clone(),
-                snapshots: d.snapshots.iter().map(|s| (s.name.clone(), s.creation_txg, s.root)).collect(),
+                snapshots: d
+                    .snapshots
+                    .iter()
+                    .map(|s| (s.name.clone(), s.creation_txg, s.root))
+                    .collect(),
                 head: d.head.root,
                 origin_txg: d.origin_txg,
             })

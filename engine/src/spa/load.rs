@@ -10,17 +10,17 @@
 use std::collections::BTreeMap;
 
 use crate::dmu::Objset;
+use crate::dsl::dataset::DslDataset;
 use crate::dsl::destroy::blocks_after;
 use crate::dsl::pool::{DslPool, MosPhys};
-use crate::dsl::dataset::DslDataset;
 use crate::error::{ImportError, ZioError};
+use crate::limits::{SPA_MAXBLOCKSIZE, VDEV_LABEL_SIZE};
 use crate::spa::metaslab::Metaslab;
 use crate::spa::uberblock::UberblockPhys;
 use crate::spa::{Spa, SpaConfig};
 use crate::txg::TxgState;
 use crate::vdev::label::{label_read, ring_read, LabelConfig};
 use crate::vdev::BlockDevice;
-use crate::limits::{SPA_MAXBLOCKSIZE, VDEV_LABEL_SIZE};
 use crate::zio::blkptr::{BlkPtr, BP_BYTES};
 use crate::zio::Zio;
 
@@ -71,7 +71,11 @@ impl Spa {
     /// # Errors
     /// `NotAPool` for a device without a valid label (zeroed, garbage, too small);
     /// `NoValidUberblock` when no candidate's tree verifies; `RewindUnavailable`.
-    pub fn import(mut dev: Box<dyn BlockDevice>, cfg: SpaConfig, rewind_to: Option<u64>) -> Result<Self, ImportError> {
+    pub fn import(
+        mut dev: Box<dyn BlockDevice>,
+        cfg: SpaConfig,
+        rewind_to: Option<u64>,
+    ) -> Result<Self, ImportError> {
         let label = label_read(dev.as_mut())?;
         let all = candidates(dev.as_mut(), label.pool_guid);
         let newest_seen = all.first().map_or(0, |u| u.txg);
@@ -98,7 +102,15 @@ impl Spa {
         }
     }
 
-    fn assemble(zio: Zio, label: LabelConfig, loaded: Loaded, ub: &UberblockPhys, newest_seen: u64, rewound: bool, cfg: SpaConfig) -> Self {
+    fn assemble(
+        zio: Zio,
+        label: LabelConfig,
+        loaded: Loaded,
+        ub: &UberblockPhys,
+        newest_seen: u64,
+        rewound: bool,
+        cfg: SpaConfig,
+    ) -> Self {
         let mut guid_state = cfg.guid_seed ^ ub.txg.rotate_left(17);
         let _ = super::splitmix64(&mut guid_state);
         Self {
@@ -138,7 +150,8 @@ fn read_mos(zio: &mut Zio, ub: &UberblockPhys) -> Result<(MosPhys, Vec<BlkPtr>),
     if len != ub.mos_len || len > SPA_MAXBLOCKSIZE * (SPA_MAXBLOCKSIZE / BP_BYTES as u64) {
         return Err(LoadError::Corrupt("MOS length mismatch"));
     }
-    let nchunks = usize::try_from(len.div_ceil(SPA_MAXBLOCKSIZE)).map_err(|_| LoadError::Corrupt("len"))?;
+    let nchunks =
+        usize::try_from(len.div_ceil(SPA_MAXBLOCKSIZE)).map_err(|_| LoadError::Corrupt("len"))?;
     if root.len() < 16 + nchunks * BP_BYTES {
         return Err(LoadError::Corrupt("MOS root lists too few chunks"));
     }
@@ -165,7 +178,11 @@ fn claim_bp(zio: &mut Zio, bp: &BlkPtr) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn load_candidate(zio: &mut Zio, ub: &UberblockPhys, label: &LabelConfig) -> Result<Loaded, LoadError> {
+fn load_candidate(
+    zio: &mut Zio,
+    ub: &UberblockPhys,
+    label: &LabelConfig,
+) -> Result<Loaded, LoadError> {
     let (mos, mos_blocks) = read_mos(zio, ub)?;
     if mos.pool_guid != label.pool_guid {
         return Err(LoadError::Corrupt("MOS of another pool"));

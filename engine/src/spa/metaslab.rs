@@ -35,7 +35,15 @@ impl Metaslab {
         assert_eq!(end % SPA_MINBLOCKSIZE, 0);
         let mut free = BTreeMap::new();
         free.insert(start, end - start);
-        Self { start, end, free, free_bytes: end - start, defer: BTreeMap::new(), defer_bytes: 0, cursor: start }
+        Self {
+            start,
+            end,
+            free,
+            free_bytes: end - start,
+            defer: BTreeMap::new(),
+            defer_bytes: 0,
+            cursor: start,
+        }
     }
 
     /// Bytes the region holds.
@@ -72,8 +80,9 @@ impl Metaslab {
     /// extent the new one must not share (for ditto copies) -- we simply require the copy
     /// to start at another offset, which next-fit guarantees.
     pub fn alloc(&mut self, size: u64) -> Option<Dva> {
-        assert!(size > 0 && size % SPA_MINBLOCKSIZE == 0, "bad alloc size {size}");
-        let found = self.find_from(self.cursor, size).or_else(|| self.find_from(self.start, size))?;
+        assert!(size > 0 && size.is_multiple_of(SPA_MINBLOCKSIZE), "bad alloc size {size}");
+        let found =
+            self.find_from(self.cursor, size).or_else(|| self.find_from(self.start, size))?;
         let len = self.free.remove(&found).expect("invariant: found extent exists");
         assert!(len >= size, "extent {found}+{len} too small for {size}");
         if len > size {
@@ -192,10 +201,7 @@ impl Metaslab {
     /// True if `[offset, offset+len)` is entirely free.
     #[must_use]
     pub fn is_free(&self, offset: u64, len: u64) -> bool {
-        self.free
-            .range(..=offset)
-            .next_back()
-            .is_some_and(|(&o, &l)| o + l >= offset + len)
+        self.free.range(..=offset).next_back().is_some_and(|(&o, &l)| o + l >= offset + len)
     }
 }
 

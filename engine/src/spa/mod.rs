@@ -16,7 +16,10 @@ use std::collections::BTreeMap;
 
 use crate::dsl::DslPool;
 use crate::error::SpaError;
-use crate::limits::{SPA_MAXDEVSIZE, SPA_MINDEVSIZE, SPA_SLOP_MIN_BYTES, SPA_SLOP_SHIFT, TXG_INITIAL, VDEV_LABEL_SIZE};
+use crate::limits::{
+    SPA_MAXDEVSIZE, SPA_MINDEVSIZE, SPA_SLOP_MIN_BYTES, SPA_SLOP_SHIFT, TXG_INITIAL,
+    VDEV_LABEL_SIZE,
+};
 use crate::txg::{SyncPhase, TxgState};
 use crate::vdev::label::{label_init, LabelConfig};
 use crate::vdev::{BlockDevice, VdevError};
@@ -90,7 +93,10 @@ pub struct Spa {
 
 impl std::fmt::Debug for Spa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Spa").field("name", &self.label.name).field("txg", &self.txg).finish_non_exhaustive()
+        f.debug_struct("Spa")
+            .field("name", &self.label.name)
+            .field("txg", &self.txg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -109,14 +115,24 @@ impl Spa {
     ///
     /// # Errors
     /// `SpaError::Create` for a bad name or device size; `Suspended` on a device error.
-    pub fn create(mut dev: Box<dyn BlockDevice>, name: &str, cfg: SpaConfig) -> Result<Self, SpaError> {
+    pub fn create(
+        mut dev: Box<dyn BlockDevice>,
+        name: &str,
+        cfg: SpaConfig,
+    ) -> Result<Self, SpaError> {
         crate::dsl::name::check_pool(name).map_err(|e| SpaError::Create(e.to_string()))?;
         let size = dev.size_bytes();
         if !(SPA_MINDEVSIZE..=SPA_MAXDEVSIZE).contains(&size) {
-            return Err(SpaError::Create(format!("device of {size} bytes is outside {SPA_MINDEVSIZE}..={SPA_MAXDEVSIZE}")));
+            return Err(SpaError::Create(format!(
+                "device of {size} bytes is outside {SPA_MINDEVSIZE}..={SPA_MAXDEVSIZE}"
+            )));
         }
         let mut guid_state = cfg.guid_seed;
-        let label = LabelConfig { name: name.to_owned(), pool_guid: splitmix64(&mut guid_state), device_size: size };
+        let label = LabelConfig {
+            name: name.to_owned(),
+            pool_guid: splitmix64(&mut guid_state),
+            device_size: size,
+        };
         label_init(dev.as_mut(), &label).map_err(SpaError::Suspended)?;
         let ms = Metaslab::new(VDEV_LABEL_SIZE, size - VDEV_LABEL_SIZE);
         let mut spa = Self {
@@ -199,7 +215,9 @@ impl Spa {
     /// True if any change has not reached a committed txg yet.
     #[must_use]
     pub fn is_dirty(&self) -> bool {
-        self.job.is_some() || !self.tasks.is_empty() || self.dsl.datasets.values().any(|d| d.head.is_dirty())
+        self.job.is_some()
+            || !self.tasks.is_empty()
+            || self.dsl.datasets.values().any(|d| d.head.is_dirty())
     }
 
     /// Dirty bytes of every unsynced txg.
@@ -213,7 +231,8 @@ impl Spa {
     pub fn sync_wanted(&self) -> bool {
         let open = self.dirty.get(&self.txg.open).copied().unwrap_or(0);
         open >= self.cfg.dirty_bytes_max
-            || (open > 0 && self.now_secs.saturating_sub(self.last_sync_secs) >= self.cfg.txg_timeout_secs)
+            || (open > 0
+                && self.now_secs.saturating_sub(self.last_sync_secs) >= self.cfg.txg_timeout_secs)
     }
 
     /// Bytes kept back from user writes so syncing never runs out of space.

@@ -7,12 +7,12 @@
 //! after FlushUberblock the txg is committed. A write or flush error at any point suspends
 //! the pool before the uberblock is written, so committed data is never lost.
 
-use crate::dmu::Objset;
-use crate::dnode::sync::{SyncError, TreeCtx};
 use crate::dmu::objset::DMU_OST_ZFS;
 use crate::dmu::ot::DMU_OT_OBJECT_DIRECTORY;
-use crate::dsl::destroy::{free_owned, free_snapshot};
+use crate::dmu::Objset;
+use crate::dnode::sync::{SyncError, TreeCtx};
 use crate::dsl::dataset::{DatasetProps, DslDataset, DslSnapshot};
+use crate::dsl::destroy::{free_owned, free_snapshot};
 use crate::dsl::pool::MosPhys;
 use crate::error::SpaError;
 use crate::limits::{SPA_MAXBLOCKSIZE, VDEV_LABELS};
@@ -95,7 +95,9 @@ fn suspend_err(e: SyncError) -> SpaError {
     match e {
         SyncError::Read(z) => SpaError::Zio(z),
         SyncError::Write(ZioWriteError::Io(v)) => SpaError::Suspended(v),
-        SyncError::Write(ZioWriteError::NoSpace) => SpaError::Suspended(VdevError::NoSpace { offset: 0 }),
+        SyncError::Write(ZioWriteError::NoSpace) => {
+            SpaError::Suspended(VdevError::NoSpace { offset: 0 })
+        }
     }
 }
 
@@ -209,7 +211,13 @@ impl Spa {
     }
 
     fn sync_datasets(&mut self, txg: u64) -> Result<(), SpaError> {
-        let ids: Vec<u64> = self.dsl.datasets.iter().filter(|(_, d)| d.head.is_dirty_in(txg)).map(|(&i, _)| i).collect();
+        let ids: Vec<u64> = self
+            .dsl
+            .datasets
+            .iter()
+            .filter(|(_, d)| d.head.is_dirty_in(txg))
+            .map(|(&i, _)| i)
+            .collect();
         for id in ids {
             let (mut ctx, head) = self.tree_ctx(id, txg);
             head.sync(&mut ctx).map_err(suspend_err)?;
@@ -252,7 +260,13 @@ impl Spa {
             SyncTask::Snapshot { id, snap, guid, time } => {
                 self.ensure_root(id, txg)?;
                 let ds = self.dsl.datasets.get_mut(&id).expect("invariant: checked");
-                ds.snapshots.push(DslSnapshot { name: snap, guid, creation_txg: txg, creation_time: time, root: ds.head.root });
+                ds.snapshots.push(DslSnapshot {
+                    name: snap,
+                    guid,
+                    creation_txg: txg,
+                    creation_time: time,
+                    root: ds.head.root,
+                });
             }
             SyncTask::SnapshotDestroy { id, snap } => self.snapshot_destroy_sync(id, &snap, txg)?,
             SyncTask::Rollback { id } => {
@@ -278,7 +292,12 @@ impl Spa {
         Ok(())
     }
 
-    fn destroy_snapshots_after(&mut self, id: u64, from_txg: u64, txg: u64) -> Result<(), SpaError> {
+    fn destroy_snapshots_after(
+        &mut self,
+        id: u64,
+        from_txg: u64,
+        txg: u64,
+    ) -> Result<(), SpaError> {
         loop {
             let ds = self.dsl.datasets.get(&id).expect("invariant: target exists");
             match ds.snapshots.last() {
@@ -338,7 +357,13 @@ impl Spa {
             }
         };
         let ds = self.dsl.datasets.get_mut(&id).expect("invariant");
-        ds.snapshots.push(DslSnapshot { name: snap, guid, creation_txg: txg, creation_time: time, root: ds.head.root });
+        ds.snapshots.push(DslSnapshot {
+            name: snap,
+            guid,
+            creation_txg: txg,
+            creation_time: time,
+            root: ds.head.root,
+        });
         Ok(())
     }
 
@@ -381,14 +406,23 @@ impl Spa {
         Ok(())
     }
 
-    fn write_retry(&mut self, data: &[u8], props: &WriteProps, txg: u64) -> Result<BlkPtr, SpaError> {
+    fn write_retry(
+        &mut self,
+        data: &[u8],
+        props: &WriteProps,
+        txg: u64,
+    ) -> Result<BlkPtr, SpaError> {
         let mut tries = 0;
         loop {
             match self.zio.write(data, props, txg) {
                 Ok(bp) => return Ok(bp),
-                Err(ZioWriteError::Io(e)) if tries >= ZIO_MAX_RETRIES => return Err(SpaError::Suspended(e)),
+                Err(ZioWriteError::Io(e)) if tries >= ZIO_MAX_RETRIES => {
+                    return Err(SpaError::Suspended(e))
+                }
                 Err(ZioWriteError::Io(_)) => tries += 1,
-                Err(ZioWriteError::NoSpace) => return Err(SpaError::Suspended(VdevError::NoSpace { offset: 0 })),
+                Err(ZioWriteError::NoSpace) => {
+                    return Err(SpaError::Suspended(VdevError::NoSpace { offset: 0 }))
+                }
             }
         }
     }
@@ -405,8 +439,15 @@ impl Spa {
     }
 
     fn write_uberblock(&mut self, txg: u64) -> Result<(), SpaError> {
-        let (rootbp, mos_len) = self.job.as_ref().and_then(|j| j.ub_root).expect("invariant: MOS written");
-        let ub = UberblockPhys { txg, pool_guid: self.label.pool_guid, timestamp: self.now_secs, rootbp, mos_len };
+        let (rootbp, mos_len) =
+            self.job.as_ref().and_then(|j| j.ub_root).expect("invariant: MOS written");
+        let ub = UberblockPhys {
+            txg,
+            pool_guid: self.label.pool_guid,
+            timestamp: self.now_secs,
+            rootbp,
+            mos_len,
+        };
         let size = self.zio.dev.size_bytes();
         for l in 0..VDEV_LABELS {
             let at = uberblock_offset(l, size, txg);
@@ -424,7 +465,14 @@ impl Spa {
 }
 
 /// A fresh dataset with an empty head.
-pub(crate) fn new_dataset(id: u64, name: String, props: DatasetProps, guid: u64, txg: u64, temporary: bool) -> DslDataset {
+pub(crate) fn new_dataset(
+    id: u64,
+    name: String,
+    props: DatasetProps,
+    guid: u64,
+    txg: u64,
+    temporary: bool,
+) -> DslDataset {
     DslDataset {
         id,
         name,

@@ -53,6 +53,12 @@ impl UberblockPhys {
         if txg == 0 || rootbp.is_hole() {
             return None;
         }
-        Some(Self { txg, pool_guid: get64(b, 24), timestamp: get64(b, 32), rootbp, mos_len: get64(b, 168) })
+        Some(Self {
+            txg,
+            pool_guid: get64(b, 24),
+            timestamp: get64(b, 32),
+            rootbp,
+            mos_len: get64(b, 168),
+        })
     }
 }

@@ -9,8 +9,8 @@
 
 use crate::error::ImportError;
 use crate::limits::{
-    UBERBLOCK_RING_SLOTS, UBERBLOCK_SLOT_SIZE, VDEV_LABELS, VDEV_LABEL_HEADER_SIZE, VDEV_LABEL_SIZE,
-    ZFS_MAX_DATASET_NAME_LEN,
+    UBERBLOCK_RING_SLOTS, UBERBLOCK_SLOT_SIZE, VDEV_LABELS, VDEV_LABEL_HEADER_SIZE,
+    VDEV_LABEL_SIZE, ZFS_MAX_DATASET_NAME_LEN,
 };
 use crate::vdev::{BlockDevice, VdevError};
 use crate::zio::blkptr::get64;
@@ -40,13 +40,19 @@ pub struct LabelConfig {
 #[must_use]
 pub fn label_offset(l: u64, size: u64) -> u64 {
     assert!(l < VDEV_LABELS);
-    if l == 0 { 0 } else { size - VDEV_LABEL_SIZE }
+    if l == 0 {
+        0
+    } else {
+        size - VDEV_LABEL_SIZE
+    }
 }
 
 /// Byte offset of uberblock slot for `txg` in label `l`.
 #[must_use]
 pub fn uberblock_offset(l: u64, size: u64, txg: u64) -> u64 {
-    label_offset(l, size) + VDEV_LABEL_HEADER_SIZE + (txg % UBERBLOCK_RING_SLOTS) * UBERBLOCK_SLOT_SIZE
+    label_offset(l, size)
+        + VDEV_LABEL_HEADER_SIZE
+        + (txg % UBERBLOCK_RING_SLOTS) * UBERBLOCK_SLOT_SIZE
 }
 
 /// Checksum of a 1 KiB block's first 992 bytes with its device offset mixed in.

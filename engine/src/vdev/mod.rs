@@ -76,7 +76,7 @@ pub trait BlockDevice: Send {
 /// `VdevError::Range` describing the request.
 pub fn check_range(offset: u64, len: u64, size: u64) -> Result<(), VdevError> {
     let bad = VdevError::Range { offset, len, size };
-    if offset % SPA_MINBLOCKSIZE != 0 || len % SPA_MINBLOCKSIZE != 0 {
+    if !offset.is_multiple_of(SPA_MINBLOCKSIZE) || !len.is_multiple_of(SPA_MINBLOCKSIZE) {
         return Err(bad);
     }
     match offset.checked_add(len) {

@@ -9,8 +9,8 @@
 //! lsize/512-1 at 47. A hole has no DVA: only its birth txg, type, level and lsize.
 
 use crate::error::ZioError;
-use crate::limits::{BLKPTR_SIZE, BPE_PAYLOAD_SIZE, DN_MAX_LEVELS, SPA_MAXBLOCKSIZE};
 use crate::limits::SPA_MINBLOCKSIZE;
+use crate::limits::{BLKPTR_SIZE, BPE_PAYLOAD_SIZE, DN_MAX_LEVELS, SPA_MAXBLOCKSIZE};
 use crate::zio::checksum::ZioCksum;
 
 /// Flag: the block's data is embedded in the pointer.
@@ -123,7 +123,12 @@ impl BlkPtr {
             self.encode_embedded(out);
             return;
         }
-        assert!(self.psize <= self.lsize || self.is_hole(), "psize {} > lsize {}", self.psize, self.lsize);
+        assert!(
+            self.psize <= self.lsize || self.is_hole(),
+            "psize {} > lsize {}",
+            self.psize,
+            self.lsize
+        );
         for (i, d) in self.dva.iter().enumerate() {
             put64(out, i * 16, d.offset);
             put64(out, i * 16 + 8, d.asize);
@@ -220,7 +225,10 @@ impl BlkPtr {
         if u64::from(self.lsize) > SPA_MAXBLOCKSIZE || self.lsize == 0 {
             return bad("lsize out of range");
         }
-        if self.psize == 0 || self.psize > self.lsize || u64::from(self.psize) % SPA_MINBLOCKSIZE != 0 {
+        if self.psize == 0
+            || self.psize > self.lsize
+            || u64::from(self.psize) % SPA_MINBLOCKSIZE != 0
+        {
             return bad("psize out of range");
         }
         for d in self.dvas() {
@@ -281,7 +289,16 @@ mod tests {
 
     #[test]
     fn embedded_round_trips() {
-        let mut bp = BlkPtr { embedded: true, lsize: 512, psize: 112, ot: 19, compress: 15, birth_txg: 9, fill: 1, ..BlkPtr::HOLE };
+        let mut bp = BlkPtr {
+            embedded: true,
+            lsize: 512,
+            psize: 112,
+            ot: 19,
+            compress: 15,
+            birth_txg: 9,
+            fill: 1,
+            ..BlkPtr::HOLE
+        };
         for (i, b) in bp.payload.iter_mut().enumerate() {
             *b = u8::try_from(i).expect("small");
         }

@@ -80,7 +80,10 @@ pub struct Zio {
 
 impl std::fmt::Debug for Zio {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Zio").field("ms", &self.ms).field("stats", &self.stats).finish_non_exhaustive()
+        f.debug_struct("Zio")
+            .field("ms", &self.ms)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,22 +95,40 @@ impl Zio {
     /// A zio context over `dev` allocating from `ms`.
     #[must_use]
     pub fn new(dev: Box<dyn BlockDevice>, ms: Metaslab) -> Self {
-        Self { dev, ms, cache: BTreeMap::new(), cache_order: VecDeque::new(), cache_bytes: 0, stats: ZioStats::default() }
+        Self {
+            dev,
+            ms,
+            cache: BTreeMap::new(),
+            cache_order: VecDeque::new(),
+            cache_bytes: 0,
+            stats: ZioStats::default(),
+        }
     }
 
     /// Write `data` (the logical block) as a new block born in `txg`.
     ///
     /// # Errors
     /// `NoSpace` when allocation fails (nothing is left allocated), `Io` on a device error.
-    pub fn write(&mut self, data: &[u8], props: &WriteProps, txg: u64) -> Result<BlkPtr, ZioWriteError> {
+    pub fn write(
+        &mut self,
+        data: &[u8],
+        props: &WriteProps,
+        txg: u64,
+    ) -> Result<BlkPtr, ZioWriteError> {
         let lsize = data.len() as u64;
         assert!(lsize > 0 && lsize <= SPA_MAXBLOCKSIZE, "lsize {lsize}");
         assert_eq!(lsize % SPA_MINBLOCKSIZE, 0, "lsize {lsize} not sector aligned");
         assert!(props.copies >= 1 && props.copies <= 2, "copies {}", props.copies);
+        // Keep compression only if it saves at least one sector after rounding (OpenZFS
+        // stores blocks that do not shrink uncompressed) -- except for embedding, which
+        // only needs the compressed bytes to fit in the pointer.
         let compressed = match props.compress {
             Compress::Lz4 => compress::lz4_compress(data, (lsize - lsize / 8) as usize),
             Compress::Off => None,
         };
+        let embeddable = compressed.as_ref().is_some_and(|c| c.len() <= BPE_PAYLOAD_SIZE);
+        let compressed =
+            compressed.filter(|c| embeddable || round_up_sector(c.len() as u64) < lsize);
         if props.embed && props.level == 0 {
             if let Some(c) = compressed.as_ref().filter(|c| c.len() <= BPE_PAYLOAD_SIZE) {
                 return Ok(Self::embedded(c, lsize, props, txg));
@@ -134,7 +155,11 @@ impl Zio {
             ..BlkPtr::HOLE
         };
         for copy in 0..usize::from(props.copies) {
-            let dva = if copy == 0 { self.ms.alloc(psize) } else { self.ms.alloc_ditto(psize, bp.dva[0]) };
+            let dva = if copy == 0 {
+                self.ms.alloc(psize)
+            } else {
+                self.ms.alloc_ditto(psize, bp.dva[0])
+            };
             let Some(dva) = dva else {
                 self.unwind(&bp);
                 return Err(ZioWriteError::NoSpace);
@@ -260,7 +285,9 @@ impl Zio {
             self.stats.reads += 1;
             match self.dev.read(dva.offset, buf) {
                 Ok(()) if cktype.compute(buf) == bp.cksum => return Ok(()),
-                Ok(()) => err = Some(ZioError::Checksum { offset: dva.offset, birth_txg: bp.birth_txg }),
+                Ok(()) => {
+                    err = Some(ZioError::Checksum { offset: dva.offset, birth_txg: bp.birth_txg })
+                }
                 Err(e) => err = Some(ZioError::Io(e)),
             }
             self.stats.bad_copies += 1;
@@ -311,7 +338,14 @@ mod tests {
     }
 
     fn props(copies: u8, compress: Compress) -> WriteProps {
-        WriteProps { ot: 19, level: 0, checksum: ChecksumType::Fletcher4, compress, copies, embed: false }
+        WriteProps {
+            ot: 19,
+            level: 0,
+            checksum: ChecksumType::Fletcher4,
+            compress,
+            copies,
+            embed: false,
+        }
     }
 
     #[test]

@@ -1,0 +1,286 @@
+//! The catalog table (name, description, guid seed, builder) and the `Builder` every
+//! scenario drives: a fresh in-memory pool with `pool/fs`, a fixed clock and guid seed.
+//! Neighbours: lib.rs (build, streams, gen), fixtures.rs / shapes.rs / bugs.rs (builders).
+//! Invariant: a builder only calls the engine's public API, in a fixed order.
+
+mod bugs;
+mod content;
+mod fixtures;
+mod shapes;
+
+use engine::dmu::object::ObjectSpec;
+use engine::{DatasetProps, MemoryDevice, Spa, SpaConfig};
+
+use crate::{GoldenError, Scenario, FS_NAME, POOL_DEVICE_BYTES, POOL_NAME, SCENARIO_EPOCH_SECS};
+
+/// Seconds the clock advances after each snapshot.
+const SNAPSHOT_INTERVAL_SECS: u64 = 3600;
+
+/// One catalog entry.
+struct Entry {
+    name: &'static str,
+    about: &'static str,
+    guid_seed: u64,
+    props: fn() -> DatasetProps,
+    build: fn(&mut Builder) -> Result<(), GoldenError>,
+}
+
+fn lz4() -> DatasetProps {
+    DatasetProps { compress: engine::Compress::Lz4, ..DatasetProps::default() }
+}
+
+/// The catalog. Guid seeds are fixed per entry so adding an entry changes no other stream.
+const CATALOG: &[Entry] = &[
+    Entry {
+        name: "wiki",
+        about: "the wiki walkthrough: ZPL-like objects 1-7 (master node 21, directory 4); \
+                @after adds file 8 with \"123\\n\" and its directory entry",
+        guid_seed: 0x601d_0001,
+        props: lz4,
+        build: fixtures::wiki,
+    },
+    Entry {
+        name: "basic",
+        about: "fixture basic: object 2 (512 B blocks) \"123\\n\" at 0; @after \"456\\n\" at 4, \
+                bonus changed (same bytes as the OpenZFS fixture)",
+        guid_seed: 0x601d_0002,
+        props: lz4,
+        build: fixtures::basic,
+    },
+    Entry {
+        name: "holes",
+        about: "fixture holes: punched blocks, a partial punch, the last block punched, a hole \
+                written, holes inside large sparse regions",
+        guid_seed: 0x601d_0003,
+        props: lz4,
+        build: fixtures::holes,
+    },
+    Entry {
+        name: "truncate",
+        about: "fixture truncate: shrink to a partial block, to zero, inside one block, \
+                shrink then extend, and a control object",
+        guid_seed: 0x601d_0004,
+        props: lz4,
+        build: fixtures::truncate,
+    },
+    Entry {
+        name: "freeobjects",
+        about: "fixture freeobjects: 64 objects; every third, objects 21-37 and the last 3 \
+                freed; 2 new objects (66, 67)",
+        guid_seed: 0x601d_0005,
+        props: lz4,
+        build: fixtures::freeobjects,
+    },
+    Entry {
+        name: "realloc",
+        about: "same object numbers reused: freed and reclaimed with a new type, block size \
+                and bonus, reclaimed in place, and a sparse reuse",
+        guid_seed: 0x601d_0006,
+        props: DatasetProps::default,
+        build: shapes::realloc,
+    },
+    Entry {
+        name: "large",
+        about: "multi-level indirect trees: 128 KiB blocks past 1 GiB, 512 B blocks with 4 KiB \
+                indirects 5 levels deep; @after writes into and punches inside them",
+        guid_seed: 0x601d_0007,
+        props: DatasetProps::default,
+        build: shapes::large,
+    },
+    Entry {
+        name: "empty",
+        about: "a dataset without objects, snapshotted twice with nothing in between",
+        guid_seed: 0x601d_0008,
+        props: DatasetProps::default,
+        build: shapes::empty,
+    },
+    Entry {
+        name: "chain",
+        about: "three snapshots @a @b @c (@before = @a, @after = @c): writes, a new object, \
+                a freed object and a truncation, one step at a time",
+        guid_seed: 0x601d_0009,
+        props: lz4,
+        build: shapes::chain,
+    },
+    Entry {
+        name: "many-objects",
+        about: "200 objects over 7 dnode blocks; @after frees a whole dnode block, scattered \
+                objects and the last ones, and claims objects in new dnode blocks",
+        guid_seed: 0x601d_000a,
+        props: DatasetProps::default,
+        build: shapes::many_objects,
+    },
+    Entry {
+        name: "bug-hole-birth-reuse",
+        about: "spec §6 #1: a file deleted and its object number reused by a sparse file of \
+                the same shape; the birth-0 holes must clear the old data",
+        guid_seed: 0x601d_0101,
+        props: DatasetProps::default,
+        build: bugs::hole_birth_reuse,
+    },
+    Entry {
+        name: "bug-hole-birth-indirect",
+        about: "spec §6 #2: whole indirect spans punched, then one block written inside each \
+                (same txg and a later txg); the re-created L0 holes must be sent",
+        guid_seed: 0x601d_0102,
+        props: DatasetProps::default,
+        build: bugs::hole_birth_indirect,
+    },
+    Entry {
+        name: "bug-hole-birth-truncate-extend",
+        about: "spec §6 #3: truncate then write past the old end in the same txg",
+        guid_seed: 0x601d_0103,
+        props: DatasetProps::default,
+        build: bugs::hole_birth_truncate_extend,
+    },
+    Entry {
+        name: "bug-freeobjects-double-advance",
+        about: "spec §6 #4: f1 f2 f3 consecutive; rm f2; @before; rm f3; @after: f3 must be gone",
+        guid_seed: 0x601d_0104,
+        props: DatasetProps::default,
+        build: bugs::freeobjects_double_advance,
+    },
+    Entry {
+        name: "bug-embedded-padding",
+        about: "spec §6 #16: lz4 dataset with tiny compressible blocks (embedded block \
+                pointers, psize not a multiple of 8); WRITE_EMBEDDED padding must be zero",
+        guid_seed: 0x601d_0105,
+        props: lz4,
+        build: bugs::embedded_padding,
+    },
+];
+
+/// Every scenario name, in catalog order.
+#[must_use]
+pub fn names() -> &'static [&'static str] {
+    const N: usize = CATALOG.len();
+    const NAMES: [&str; N] = {
+        let mut out = [""; N];
+        let mut i = 0;
+        while i < N {
+            out[i] = CATALOG[i].name;
+            i += 1;
+        }
+        out
+    };
+    &NAMES
+}
+
+/// One-line description of scenario `name` (for `zsim gen --list`).
+#[must_use]
+pub fn about(name: &str) -> Option<&'static str> {
+    CATALOG.iter().find(|e| e.name == name).map(|e| e.about)
+}
+
+pub(crate) fn build(name: &str) -> Result<Scenario, GoldenError> {
+    let entry = CATALOG
+        .iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| GoldenError::UnknownScenario(name.to_owned()))?;
+    let mut b = Builder::new(entry.guid_seed, (entry.props)())?;
+    (entry.build)(&mut b)?;
+    assert!(b.snapshots.len() >= 2, "{name}: a scenario takes at least two snapshots");
+    b.spa.txg_sync()?;
+    Ok(Scenario { name: entry.name, spa: b.spa, fs: b.fs, snapshots: b.snapshots })
+}
+
+/// A scenario under construction: thin, `?`-friendly wrappers over `Spa` on `pool/fs`.
+pub(crate) struct Builder {
+    pub spa: Spa,
+    pub fs: String,
+    pub snapshots: Vec<String>,
+    clock_secs: u64,
+}
+
+impl Builder {
+    fn new(guid_seed: u64, props: DatasetProps) -> Result<Self, GoldenError> {
+        let cfg = SpaConfig { guid_seed, now_secs: SCENARIO_EPOCH_SECS, ..SpaConfig::default() };
+        let dev = Box::new(MemoryDevice::new(POOL_DEVICE_BYTES));
+        let mut spa = Spa::create(dev, POOL_NAME, cfg)?;
+        spa.dataset_create(FS_NAME, props)?;
+        Ok(Self {
+            spa,
+            fs: FS_NAME.to_owned(),
+            snapshots: Vec::new(),
+            clock_secs: SCENARIO_EPOCH_SECS,
+        })
+    }
+
+    /// Take snapshot `@short` of everything written so far; the clock then moves on.
+    pub fn snapshot(&mut self, short: &str) -> Result<(), GoldenError> {
+        let name = format!("{}@{short}", self.fs);
+        self.spa.snapshot(&name)?;
+        self.snapshots.push(name);
+        self.clock_secs += SNAPSHOT_INTERVAL_SECS;
+        self.spa.set_time(self.clock_secs);
+        Ok(())
+    }
+
+    /// Sync the open txg (so later changes land in a later txg).
+    pub fn sync(&mut self) -> Result<(), GoldenError> {
+        self.spa.txg_sync()?;
+        Ok(())
+    }
+
+    /// Claim object number `obj` with `spec` and set its bonus (if `spec` has one).
+    pub fn claim(&mut self, obj: u64, spec: &ObjectSpec, bonus: &[u8]) -> Result<(), GoldenError> {
+        assert_eq!(spec.bonuslen, bonus.len(), "object {obj}: bonus length");
+        self.spa.object_claim(&self.fs, obj, spec)?;
+        if !bonus.is_empty() {
+            self.spa.set_bonus(&self.fs, obj, spec.bonustype, bonus)?;
+        }
+        Ok(())
+    }
+
+    /// Re-create existing object `obj` with `spec` (contents discarded) and set its bonus.
+    pub fn reclaim(
+        &mut self,
+        obj: u64,
+        spec: &ObjectSpec,
+        bonus: &[u8],
+    ) -> Result<(), GoldenError> {
+        assert_eq!(spec.bonuslen, bonus.len(), "object {obj}: bonus length");
+        self.spa.object_reclaim(&self.fs, obj, spec)?;
+        if !bonus.is_empty() {
+            self.spa.set_bonus(&self.fs, obj, spec.bonustype, bonus)?;
+        }
+        Ok(())
+    }
+
+    /// Free object `obj`.
+    pub fn free_object(&mut self, obj: u64) -> Result<(), GoldenError> {
+        self.spa.object_free(&self.fs, obj)?;
+        Ok(())
+    }
+
+    /// Write `data` at `offset` of `obj`.
+    pub fn write(&mut self, obj: u64, offset: u64, data: &[u8]) -> Result<(), GoldenError> {
+        self.spa.write(&self.fs, obj, offset, data)?;
+        Ok(())
+    }
+
+    /// Free `len` bytes at `offset` of `obj` (`u64::MAX`: truncate at `offset`).
+    pub fn free(&mut self, obj: u64, offset: u64, len: u64) -> Result<(), GoldenError> {
+        self.spa.free_range(&self.fs, obj, offset, len)?;
+        Ok(())
+    }
+
+    /// Write `len` bytes of fixture-style data (`content::fixture_data`) at `offset`.
+    pub fn fill(&mut self, obj: u64, offset: u64, len: u64, seed: u64) -> Result<(), GoldenError> {
+        let len = usize::try_from(len).expect("scenario writes fit in memory");
+        self.write(obj, offset, &content::fixture_data(obj, seed, offset, len))
+    }
+
+    /// Write blocks `[first, first + count)` of `obj` (block size `bs`) with fixture data of
+    /// the first generation (seed 1).
+    pub fn blocks(&mut self, obj: u64, bs: u32, first: u64, count: u64) -> Result<(), GoldenError> {
+        let bs = u64::from(bs);
+        self.fill(obj, first * bs, count * bs, 1)
+    }
+
+    /// Replace the bonus of `obj`.
+    pub fn bonus(&mut self, obj: u64, bonustype: u8, bonus: &[u8]) -> Result<(), GoldenError> {
+        self.spa.set_bonus(&self.fs, obj, bonustype, bonus)?;
+        Ok(())
+    }
+}
