@@ -6,7 +6,9 @@
 pub mod disk;
 pub mod explore;
 pub mod fault;
+pub mod fuzz;
 pub mod main_job;
 pub mod run;
+pub mod sched;
 pub mod shrink;
 pub mod trace;
