@@ -319,6 +319,37 @@ impl Objset {
         Ok(dirtied)
     }
 
+    /// Write one whole, aligned block taking ownership of its buffer (no copy): the
+    /// receive and large sequential-write path. Returns the bytes dirtied.
+    ///
+    /// # Errors
+    /// `OffsetOverflow`, `NoSuchObject`, `InvalidBlockSize` (data not one block).
+    pub fn write_block(
+        &mut self,
+        zio: &mut Zio,
+        txg: u64,
+        object: u64,
+        blkid: u64,
+        data: Vec<u8>,
+    ) -> Result<u64, DmuError> {
+        self.writable()?;
+        check_object(object)?;
+        let dn = self.hold(zio, object)?;
+        let bs = dn.attrs().blksz;
+        if data.len() != bs as usize {
+            return Err(DmuError::InvalidBlockSize { blocksize: data.len() as u64 });
+        }
+        let offset = blkid
+            .checked_mul(u64::from(bs))
+            .ok_or(DmuError::OffsetOverflow { offset: blkid, len: u64::from(bs) })?;
+        check_range(offset, u64::from(bs))?;
+        let rec = dn.record_mut(txg);
+        rec.blocks.insert(blkid, data);
+        rec.attrs.maxblkid = rec.attrs.maxblkid.max(blkid);
+        self.mark_dirty(txg, object);
+        Ok(u64::from(bs))
+    }
+
     /// Read `len` bytes at `offset` of `object` (holes and bytes past the end read as zero).
     ///
     /// # Errors
@@ -331,23 +362,41 @@ impl Objset {
         len: u64,
     ) -> Result<Vec<u8>, DmuError> {
         check_object(object)?;
+        check_range(offset, len)?;
+        let n = usize::try_from(len).map_err(|_| DmuError::OffsetOverflow { offset, len })?;
+        let mut out = vec![0u8; n];
+        self.read_into(zio, object, offset, &mut out)?;
+        Ok(out)
+    }
+
+    /// Read `buf.len()` bytes at `offset` into `buf` (holes and bytes past the end read as
+    /// zero).
+    ///
+    /// # Errors
+    /// `OffsetOverflow`, `NoSuchObject`, `Zio` (checksum or I/O error: never wrong data).
+    pub fn read_into(
+        &mut self,
+        zio: &mut Zio,
+        object: u64,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), DmuError> {
+        check_object(object)?;
+        let len = buf.len() as u64;
         let end = check_range(offset, len)?;
-        let mut out =
-            vec![0u8; usize::try_from(len).map_err(|_| DmuError::OffsetOverflow { offset, len })?];
-        if len == 0 {
-            self.hold(zio, object)?;
-            return Ok(out);
-        }
         let bs = u64::from(self.hold(zio, object)?.attrs().blksz);
+        if len == 0 {
+            return Ok(());
+        }
         for blkid in offset / bs..=(end - 1) / bs {
             let bstart = blkid * bs;
             let from = offset.max(bstart);
             let to = end.min(bstart + bs);
-            let dst = &mut out[usize::try_from(from - offset).expect("fits")
+            let dst = &mut buf[usize::try_from(from - offset).expect("fits")
                 ..usize::try_from(to - offset).expect("fits")];
             self.read_block_part(zio, object, blkid, from - bstart, dst)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn read_block_part(

@@ -401,6 +401,22 @@ impl Spa {
         os.read(zio, object, offset, len)
     }
 
+    /// Read `buf.len()` bytes at `offset` of `object` into a caller's buffer (no allocation:
+    /// the `pread` of this API).
+    ///
+    /// # Errors
+    /// As `read`.
+    pub fn read_into(
+        &mut self,
+        name: &str,
+        object: u64,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), DmuError> {
+        let (zio, os) = self.objset(name)?;
+        os.read_into(zio, object, offset, buf)
+    }
+
     /// Bonus type and buffer of `object`.
     ///
     /// # Errors
