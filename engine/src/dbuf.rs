@@ -6,8 +6,13 @@
 //! `blocks`); `attrs` is the object's state at the end of that txg (ot 0 = freed).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::dnode::{DnodeAttrs, DnodePhys};
+
+/// A whole dirty block, shared (never mutated in place) so the intent log can keep a logged
+/// write's data without copying it: a later change to the block makes a new buffer.
+pub type BlockBuf = Arc<Vec<u8>>;
 
 /// One txg's changes to one object.
 #[derive(Clone, Debug)]
@@ -19,7 +24,7 @@ pub struct DirtyRecord {
     /// Sorted, merged, half-open block-id ranges freed in this txg.
     pub frees: Vec<(u64, u64)>,
     /// Whole blocks written in this txg, by block id.
-    pub blocks: BTreeMap<u64, Vec<u8>>,
+    pub blocks: BTreeMap<u64, BlockBuf>,
     /// Attributes at the end of the txg.
     pub attrs: DnodeAttrs,
 }
@@ -147,12 +152,13 @@ impl Dnode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn free_ranges_merge_and_drop_blocks() {
         let mut r = DirtyRecord::new(5, DnodeAttrs::new(19, 512, 14, 0, 0));
-        r.blocks.insert(3, vec![1; 512]);
-        r.blocks.insert(9, vec![1; 512]);
+        r.blocks.insert(3, Arc::new(vec![1; 512]));
+        r.blocks.insert(9, Arc::new(vec![1; 512]));
         r.free_blocks(2, 5);
         r.free_blocks(5, 8);
         r.free_blocks(20, 30);
@@ -166,10 +172,10 @@ mod tests {
     fn block_source_sees_newest_first() {
         let attrs = DnodeAttrs::new(19, 512, 14, 0, 0);
         let mut dn = Dnode::new(1, DnodePhys::new(attrs));
-        dn.record_mut(5).blocks.insert(0, vec![1; 512]);
+        dn.record_mut(5).blocks.insert(0, Arc::new(vec![1; 512]));
         dn.record_mut(6).free_blocks(0, 1);
         assert!(matches!(dn.block_source(0), BlockSource::Hole));
-        dn.record_mut(6).blocks.insert(0, vec![2; 512]);
+        dn.record_mut(6).blocks.insert(0, Arc::new(vec![2; 512]));
         assert!(matches!(dn.block_source(0), BlockSource::Dirty(b) if b[0] == 2));
         assert!(matches!(dn.block_source(1), BlockSource::Synced));
     }

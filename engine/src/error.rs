@@ -170,6 +170,9 @@ pub enum ImportError {
     /// The device could not be read at all.
     #[error(transparent)]
     Io(#[from] VdevError),
+    /// Intent-log replay could not be committed.
+    #[error("intent log replay failed: {0}")]
+    Replay(String),
 }
 
 /// Errors of stream receive, with ZFS's errno meaning.

@@ -24,6 +24,7 @@ pub mod spa;
 pub mod stream;
 pub mod txg;
 pub mod vdev;
+pub mod zil;
 pub mod zio;
 
 pub use dmu::object::ObjectSpec;

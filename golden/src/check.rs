@@ -338,11 +338,14 @@ pub struct StreamSummary {
 }
 
 impl StreamSummary {
-    /// The summary without `holes`: for incrementals, where which holes are sent depends on
-    /// which subtrees of the sender's trees changed.
+    /// The summary without `holes` and FREEOBJECTS: for incrementals, where which holes are
+    /// sent depends on which subtrees of the sender's trees changed (a receive rewrites the
+    /// objset block, if only for its intent-log header, so a re-send visits the meta-dnode's
+    /// never-written holes again). The views compared next to it still check every object.
     #[must_use]
     pub fn without_holes(mut self) -> Self {
         self.holes.clear();
+        self.freeobjects.clear();
         self
     }
 }

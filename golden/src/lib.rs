@@ -163,6 +163,23 @@ pub fn build(name: &str) -> Result<Scenario, GoldenError> {
     scenarios::build(name)
 }
 
+/// Build scenario `name` on a caller-supplied device (e.g. a recording simulated disk) of
+/// at least `SPA_MINDEVSIZE` bytes, calling `hook(spa, step)` after every step: pool
+/// creation (`"create"`), the creation of `pool/fs`, each object or snapshot operation
+/// (`"write"`, `"snapshot"`, ...) and the final sync. Each step commits at most one txg, so
+/// a hook polling `Spa::last_synced_txg` sees every committed txg, with the pool clean.
+/// Same guid seed and clock as `build`; only the device (and so block offsets) differs.
+///
+/// # Errors
+/// `UnknownScenario`; an engine error (e.g. `Suspended` or no space on a small device).
+pub fn build_on(
+    name: &str,
+    dev: Box<dyn engine::BlockDevice>,
+    hook: &mut dyn FnMut(&mut Spa, &str),
+) -> Result<Scenario, GoldenError> {
+    scenarios::build_on(name, dev, Some(hook))
+}
+
 /// Send the streams of `sc` with `opts`.
 ///
 /// # Errors

@@ -312,7 +312,7 @@ impl Objset {
             dirtied += bs;
             let dn = self.hold(zio, object)?;
             let rec = dn.record_mut(txg);
-            rec.blocks.insert(blkid, block);
+            rec.blocks.insert(blkid, std::sync::Arc::new(block));
             rec.attrs.maxblkid = rec.attrs.maxblkid.max(blkid);
         }
         self.mark_dirty(txg, object);
@@ -344,7 +344,7 @@ impl Objset {
             .ok_or(DmuError::OffsetOverflow { offset: blkid, len: u64::from(bs) })?;
         check_range(offset, u64::from(bs))?;
         let rec = dn.record_mut(txg);
-        rec.blocks.insert(blkid, data);
+        rec.blocks.insert(blkid, std::sync::Arc::new(data));
         rec.attrs.maxblkid = rec.attrs.maxblkid.max(blkid);
         self.mark_dirty(txg, object);
         Ok(u64::from(bs))
@@ -509,7 +509,7 @@ impl Objset {
         let at = usize::try_from(from - blkid * bs).expect("fits");
         let n = usize::try_from(to - from).expect("fits");
         block[at..at + n].fill(0);
-        self.hold(zio, object)?.record_mut(txg).blocks.insert(blkid, block);
+        self.hold(zio, object)?.record_mut(txg).blocks.insert(blkid, std::sync::Arc::new(block));
         self.mark_dirty(txg, object);
         Ok(())
     }

@@ -68,6 +68,10 @@ pub struct Objset {
     dirty_txgs: BTreeMap<u64, BTreeSet<u64>>,
     /// Snapshots are opened read-only.
     pub read_only: bool,
+    /// The intent log of a head (None for snapshots and receives in progress).
+    pub zil: Option<crate::zil::Zilog>,
+    /// The ZIL header as read from disk (heads replace it with their log's).
+    pub zil_header: crate::zil::ZilHeader,
 }
 
 impl Objset {
@@ -83,6 +87,8 @@ impl Objset {
             free_hint: 1,
             dirty_txgs: BTreeMap::new(),
             read_only: false,
+            zil: None,
+            zil_header: crate::zil::ZilHeader::default(),
         }
     }
 
@@ -108,6 +114,10 @@ impl Objset {
             free_hint: 1,
             dirty_txgs: BTreeMap::new(),
             read_only,
+            zil: None,
+            zil_header: crate::zil::ZilHeader::decode(
+                &raw[crate::zil::ZIL_HEADER_OFFSET..crate::zil::ZIL_HEADER_OFFSET + 32],
+            ),
         };
         if !read_only {
             os.allocated = Some(os.scan_allocated(zio)?);
@@ -264,7 +274,11 @@ impl Objset {
     pub fn sync(&mut self, ctx: &mut TreeCtx<'_>) -> Result<bool, SyncError> {
         let txg = ctx.txg;
         let objects = self.dirty_txgs.remove(&txg).unwrap_or_default();
-        if objects.is_empty() && !self.root.is_hole() {
+        if let Some(z) = self.zil.as_mut() {
+            z.sync(ctx.zio, txg);
+        }
+        let zil_dirty = self.zil.as_ref().is_some_and(|z| z.dirty);
+        if objects.is_empty() && !self.root.is_hole() && !zil_dirty {
             return Ok(false);
         }
         assert!(self.dirty_txgs.keys().all(|&t| t > txg), "older txg left unsynced");
@@ -329,7 +343,7 @@ impl Objset {
             if block.iter().all(|&b| b == 0) {
                 frees.push((blkid, blkid + 1));
             } else {
-                writes.insert(blkid, block);
+                writes.insert(blkid, std::sync::Arc::new(block));
             }
         }
         if let Some((&last, _)) = writes.iter().next_back() {
@@ -350,6 +364,12 @@ impl Objset {
         self.meta.encode(&mut raw[..DNODE_SIZE as usize]);
         raw[DNODE_SIZE as usize..DNODE_SIZE as usize + 8]
             .copy_from_slice(&self.os_type.to_le_bytes());
+        if let Some(z) = self.zil.as_mut() {
+            self.zil_header = z.header();
+            z.dirty = false;
+        }
+        let at = crate::zil::ZIL_HEADER_OFFSET;
+        self.zil_header.encode(&mut raw[at..at + 32]);
         let props = WriteProps {
             ot: DMU_OT_OBJSET,
             level: 0,

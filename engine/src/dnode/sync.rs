@@ -60,7 +60,7 @@ pub struct TreeOps<'a> {
     /// Sorted, merged, half-open block-id ranges.
     pub frees: &'a [(u64, u64)],
     /// Full logical blocks by block id.
-    pub writes: &'a BTreeMap<u64, Vec<u8>>,
+    pub writes: &'a BTreeMap<u64, crate::dbuf::BlockBuf>,
 }
 
 impl TreeOps<'_> {
@@ -293,7 +293,7 @@ impl TreeCtx<'_> {
             return self.free_child(attrs, child, 0);
         }
         let props = self.leaf_props(attrs);
-        let mut new = self.zio.write(data, &props, self.txg)?;
+        let mut new = self.zio.write(&data[..], &props, self.txg)?;
         new.fill = fill;
         self.release_bp(child);
         *child = new;

@@ -12,7 +12,12 @@ use crate::error::{DmuError, DslError, SpaError};
 use crate::limits::{DSL_MAX_SNAPSHOTS, SPA_MAX_DATASETS};
 use crate::spa::sync::SyncTask;
 use crate::spa::Spa;
+use crate::zil::{CommitError, CommitStats, ItxKind, LoggedOp};
 use crate::zio::Zio;
+
+fn spec_tuple(s: &ObjectSpec) -> (u8, u32, u8, u8, u16) {
+    (s.ot, s.blksz, s.indblkshift, s.bonustype, u16::try_from(s.bonuslen).expect("checked: <= 320"))
+}
 
 /// A snapshot as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -290,6 +295,7 @@ impl Spa {
         self.space_check(4096)?;
         let (zio, os, txg) = self.head(fs)?;
         let obj = os.object_alloc(zio, txg, attrs)?;
+        self.log_itx(fs, ItxKind::Create { object: obj, spec: spec_tuple(spec) });
         self.account(512)?;
         Ok(obj)
     }
@@ -308,6 +314,7 @@ impl Spa {
         self.space_check(4096)?;
         let (zio, os, txg) = self.head(fs)?;
         os.object_claim(zio, txg, object, attrs)?;
+        self.log_itx(fs, ItxKind::Create { object, spec: spec_tuple(spec) });
         self.account(512)
     }
 
@@ -324,6 +331,7 @@ impl Spa {
         let attrs = spec.to_attrs(false)?;
         let (zio, os, txg) = self.head(fs)?;
         os.object_reclaim(zio, txg, object, attrs)?;
+        self.log_itx(fs, ItxKind::Reclaim { object, spec: spec_tuple(spec) });
         self.account(512)
     }
 
@@ -334,6 +342,7 @@ impl Spa {
     pub fn object_free(&mut self, fs: &str, object: u64) -> Result<(), DmuError> {
         let (zio, os, txg) = self.head(fs)?;
         os.object_free(zio, txg, object)?;
+        self.log_itx(fs, ItxKind::Remove { object });
         self.account(512)
     }
 
@@ -351,6 +360,11 @@ impl Spa {
         self.space_check(data.len() as u64 + 2 * 16384)?;
         let (zio, os, txg) = self.head(fs)?;
         let dirtied = os.write(zio, txg, object, offset, data)?;
+        if !data.is_empty() {
+            let blksz = os.hold(zio, object)?.attrs().blksz;
+            let data = std::sync::Arc::new(data.to_vec());
+            self.log_itx(fs, ItxKind::Write { object, offset, data, blksz });
+        }
         self.account(dirtied)
     }
 
@@ -367,6 +381,7 @@ impl Spa {
     ) -> Result<(), DmuError> {
         let (zio, os, txg) = self.head(fs)?;
         os.free_range(zio, txg, object, offset, len)?;
+        self.log_itx(fs, ItxKind::FreeRange { object, offset, len });
         self.account(512)
     }
 
@@ -383,7 +398,88 @@ impl Spa {
     ) -> Result<(), DmuError> {
         let (zio, os, txg) = self.head(fs)?;
         os.set_bonus(zio, txg, object, bonustype, bonus)?;
+        self.log_itx(fs, ItxKind::SetBonus { object, bonustype, data: bonus.to_vec() });
         self.account(512)
+    }
+
+    /// Queue an intent-log record for a change just made to head `fs` in the open txg.
+    fn log_itx(&mut self, fs: &str, kind: ItxKind) {
+        if self.replaying {
+            return;
+        }
+        let txg = self.txg.open;
+        if let Ok((_, os)) = self.objset(fs) {
+            if let Some(z) = os.zil.as_mut() {
+                z.log(txg, kind);
+            }
+        }
+    }
+
+    /// Make every change made so far to filesystem `fs` durable through its intent log,
+    /// without waiting for a txg sync (`fsync` of `object`: like ZFS's zil_commit for the
+    /// whole dataset, it commits the changes of every object, in order). Returns the disk
+    /// commands it took.
+    ///
+    /// # Errors
+    /// `NoSuchDataset`, `NoSuchObject`, `ReadOnly`, `NoSpace`, `Zio` (a log write or flush
+    /// failed: nothing new is known durable; the changes will still reach disk with their
+    /// txg).
+    pub fn fsync(&mut self, fs: &str, object: u64) -> Result<CommitStats, DmuError> {
+        let checksum =
+            self.dataset_props(fs).map_err(|_| DmuError::NoSuchDataset(fs.to_owned()))?.checksum;
+        let (zio, os, _) = self.head(fs)?;
+        os.hold(zio, object)?;
+        let Some(z) = os.zil.as_mut() else { return Ok(CommitStats::default()) };
+        let mut tries = 0;
+        loop {
+            match z.commit(zio, checksum) {
+                Ok(stats) => return Ok(stats),
+                Err(CommitError::NoSpace) => return Err(DmuError::NoSpace),
+                Err(CommitError::Io(e)) if tries >= crate::spa::ZIO_MAX_RETRIES => {
+                    return Err(DmuError::Zio(crate::error::ZioError::Io(e)));
+                }
+                Err(CommitError::Io(_)) => tries += 1,
+            }
+        }
+    }
+
+    /// A synchronous write: `write` then `fsync`.
+    ///
+    /// # Errors
+    /// As `write` and `fsync`.
+    pub fn write_sync(
+        &mut self,
+        fs: &str,
+        object: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<CommitStats, DmuError> {
+        self.write(fs, object, offset, data)?;
+        self.fsync(fs, object)
+    }
+
+    /// Apply one replayed intent-log operation (errors mean the log disagrees with the pool
+    /// and are skipped, as OpenZFS skips records it cannot replay).
+    pub(crate) fn replay_op(&mut self, fs: &str, op: &LoggedOp) {
+        let spec = |s: (u8, u32, u8, u8, u16)| ObjectSpec {
+            ot: s.0,
+            blksz: s.1,
+            indblkshift: s.2,
+            bonustype: s.3,
+            bonuslen: usize::from(s.4),
+        };
+        let _ = match &op.kind {
+            ItxKind::Write { object, offset, data, .. } => self.write(fs, *object, *offset, data),
+            ItxKind::FreeRange { object, offset, len } => {
+                self.free_range(fs, *object, *offset, *len)
+            }
+            ItxKind::Create { object, spec: s } => self.object_claim(fs, *object, &spec(*s)),
+            ItxKind::Reclaim { object, spec: s } => self.object_reclaim(fs, *object, &spec(*s)),
+            ItxKind::Remove { object } => self.object_free(fs, *object),
+            ItxKind::SetBonus { object, bonustype, data } => {
+                self.set_bonus(fs, *object, *bonustype, data)
+            }
+        };
     }
 
     /// Read `len` bytes at `offset` of `object` in a head or snapshot.
@@ -470,6 +566,9 @@ pub struct DatasetTrees {
     pub head: crate::zio::blkptr::BlkPtr,
     /// Txg before which blocks of the first snapshot are not this dataset's (0 normally).
     pub origin_txg: u64,
+    /// Extents the head's intent log holds (log blocks, the preallocated next block,
+    /// blocks written in place): allocated but not part of any tree.
+    pub zil: Vec<crate::zio::blkptr::Dva>,
 }
 
 impl Spa {
@@ -490,6 +589,7 @@ impl Spa {
                     .collect(),
                 head: d.head.root,
                 origin_txg: d.origin_txg,
+                zil: d.head.zil.as_ref().map(crate::zil::Zilog::extents).unwrap_or_default(),
             })
             .collect();
         (ds, self.mos_blocks.clone())

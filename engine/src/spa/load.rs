@@ -49,6 +49,8 @@ impl From<ZioError> for LoadError {
 struct Loaded {
     dsl: DslPool,
     mos_blocks: Vec<BlkPtr>,
+    /// Intent-log operations to replay, by dataset name.
+    replay: Vec<(String, Vec<crate::zil::LoggedOp>)>,
 }
 
 /// Uberblocks of the ring that verify and belong to `pool_guid`, newest first, deduplicated.
@@ -65,6 +67,38 @@ fn candidates(dev: &mut dyn BlockDevice, pool_guid: u64) -> Vec<UberblockPhys> {
 }
 
 impl Spa {
+    /// Replay intent-log operations (import), then sync them with the logs' new state in
+    /// one txg, so a crash during replay replays again from the same state.
+    fn zil_replay(
+        &mut self,
+        replay: Vec<(String, Vec<crate::zil::LoggedOp>)>,
+    ) -> Result<(), ImportError> {
+        let missing: Vec<u64> = self
+            .dsl
+            .datasets
+            .iter()
+            .filter(|(_, d)| d.head.zil.is_none())
+            .map(|(&i, _)| i)
+            .collect();
+        for id in &missing {
+            let zil = self.new_zil().map_err(|e| ImportError::Replay(e.to_string()))?;
+            self.dsl.datasets.get_mut(id).expect("listed").head.zil = Some(zil);
+            self.force_sync = true;
+        }
+        if replay.is_empty() && missing.is_empty() {
+            return Ok(());
+        }
+        self.replaying = true;
+        for (fs, ops) in &replay {
+            for op in ops {
+                self.replay_op(fs, op);
+            }
+        }
+        self.replaying = false;
+        self.force_sync = true;
+        self.txg_sync().map(|_| ()).map_err(|e| ImportError::Replay(e.to_string()))
+    }
+
     /// Import the pool on `dev`. `rewind_to` picks the newest uberblock at or before that
     /// txg (ZFS's `zpool import -T`).
     ///
@@ -85,9 +119,12 @@ impl Spa {
         for ub in all.iter().filter(|u| rewind_to.is_none_or(|r| u.txg <= r)) {
             zio.ms = Metaslab::new(VDEV_LABEL_SIZE, size - VDEV_LABEL_SIZE);
             match load_candidate(&mut zio, ub, &label) {
-                Ok(loaded) => {
+                Ok(mut loaded) => {
                     let rewound = ub.txg < newest_seen;
-                    return Ok(Self::assemble(zio, label, loaded, ub, newest_seen, rewound, cfg));
+                    let replay = std::mem::take(&mut loaded.replay);
+                    let mut spa = Self::assemble(zio, label, loaded, ub, newest_seen, rewound, cfg);
+                    spa.zil_replay(replay)?;
+                    return Ok(spa);
                 }
                 Err(e) => {
                     first_reason.get_or_insert_with(|| format!("txg {}: {e}", ub.txg));
@@ -128,6 +165,7 @@ impl Spa {
             guid_state,
             suspended: None,
             force_sync: rewound,
+            replaying: false,
         }
     }
 
@@ -191,6 +229,7 @@ fn load_candidate(
         claim_bp(zio, bp)?;
     }
     let mut dsl = DslPool { next_id: mos.next_id, ..DslPool::default() };
+    let mut replay = Vec::new();
     for rec in mos.datasets {
         let mut prev = 0;
         for s in &rec.snapshots {
@@ -205,7 +244,19 @@ fn load_candidate(
         for bp in blocks_after(zio, &rec.head_root, prev)? {
             claim_bp(zio, &bp)?;
         }
-        let head = Objset::open(zio, &rec.head_root, false)?;
+        let mut head = Objset::open(zio, &rec.head_root, false)?;
+        let log = crate::zil::load(zio, &head.zil_header, ub.txg);
+        for d in &log.extents {
+            if !zio.ms.claim(*d) {
+                return Err(LoadError::Corrupt("intent log block overlaps a live block"));
+            }
+        }
+        if head.zil_header.guid != 0 {
+            head.zil = Some(crate::zil::Zilog::resume(&head.zil_header, &log));
+        }
+        if !log.ops.is_empty() {
+            replay.push((rec.name.clone(), log.ops));
+        }
         if dsl.names.contains_key(&rec.name) || rec.id >= dsl.next_id {
             return Err(LoadError::Corrupt("duplicate dataset"));
         }
@@ -229,5 +280,5 @@ fn load_candidate(
             }
         }
     }
-    Ok(Loaded { dsl, mos_blocks })
+    Ok(Loaded { dsl, mos_blocks, replay })
 }

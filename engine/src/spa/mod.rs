@@ -89,6 +89,8 @@ pub struct Spa {
     pub(crate) suspended: Option<VdevError>,
     /// Force the next sync even with nothing dirty (after a rewind).
     pub(crate) force_sync: bool,
+    /// Replaying intent logs at import: changes are not logged again.
+    pub(crate) replaying: bool,
 }
 
 impl std::fmt::Debug for Spa {
@@ -150,6 +152,7 @@ impl Spa {
             guid_state,
             suspended: None,
             force_sync: false,
+            replaying: false,
         };
         spa.dataset_create(name, crate::dsl::DatasetProps::default())
             .map_err(|e| SpaError::Create(e.to_string()))?;
@@ -239,6 +242,17 @@ impl Spa {
     #[must_use]
     pub fn slop_bytes(&self) -> u64 {
         (self.zio.ms.capacity() >> SPA_SLOP_SHIFT).max(SPA_SLOP_MIN_BYTES)
+    }
+
+    /// A fresh intent log for a head: a new chain guid and a preallocated first block.
+    pub(crate) fn new_zil(&mut self) -> Result<crate::zil::Zilog, SpaError> {
+        let guid = self.next_guid();
+        let first = self
+            .zio
+            .ms
+            .alloc(crate::zil::ZIL_BLOCK_SIZE)
+            .ok_or(SpaError::Suspended(VdevError::NoSpace { offset: 0 }))?;
+        Ok(crate::zil::Zilog::new(guid, first))
     }
 
     pub(crate) fn next_guid(&mut self) -> u64 {

@@ -246,10 +246,15 @@ impl Spa {
                 let id = self.dsl.next_id;
                 self.dsl.next_id += 1;
                 self.dsl.insert(new_dataset(id, name, props, guid, txg, false));
+                let zil = self.new_zil()?;
+                self.dsl.datasets.get_mut(&id).expect("invariant: inserted").head.zil = Some(zil);
                 self.ensure_root(id, txg)?;
             }
             SyncTask::Destroy { id } => {
-                let ds = self.dsl.remove(id);
+                let mut ds = self.dsl.remove(id);
+                if let Some(z) = ds.head.zil.take() {
+                    z.discard(&mut self.zio, txg);
+                }
                 let mut prev = ds.origin_txg;
                 for s in &ds.snapshots {
                     free_owned(&mut self.zio, &s.root, prev, txg)?;
@@ -274,8 +279,13 @@ impl Spa {
                 let snap = ds.snapshots.last().expect("invariant: checked").clone();
                 let head_root = ds.head.root;
                 free_owned(&mut self.zio, &head_root, snap.creation_txg, txg)?;
-                let head = Objset::open(&mut self.zio, &snap.root, false)?;
-                self.dsl.datasets.get_mut(&id).expect("invariant").head = head;
+                let mut head = Objset::open(&mut self.zio, &snap.root, false)?;
+                head.zil = Some(self.new_zil()?);
+                let ds = self.dsl.datasets.get_mut(&id).expect("invariant");
+                if let Some(z) = std::mem::replace(&mut ds.head, head).zil {
+                    z.discard(&mut self.zio, txg);
+                }
+                self.ensure_root(id, txg)?;
             }
             SyncTask::RecvEnd { recv, target, new_name, snap, guid, time, force_from_txg } => {
                 if let (Some(t), Some(from)) = (target, force_from_txg) {
@@ -334,6 +344,8 @@ impl Spa {
         time: u64,
         txg: u64,
     ) -> Result<(), SpaError> {
+        let zil = self.new_zil()?;
+        self.dsl.datasets.get_mut(&recv).expect("invariant: recv exists").head.zil = Some(zil);
         self.ensure_root(recv, txg)?;
         let mut r = self.dsl.remove(recv);
         assert!(r.temporary, "receive dataset must be temporary");
@@ -344,7 +356,13 @@ impl Spa {
                 let prev = ds.prev_snap_txg();
                 free_owned(&mut self.zio, &old_head, prev, txg)?;
                 let ds = self.dsl.datasets.get_mut(&t).expect("invariant");
-                ds.head = std::mem::replace(&mut r.head, Objset::create(DMU_OST_ZFS));
+                let old = std::mem::replace(
+                    &mut ds.head,
+                    std::mem::replace(&mut r.head, Objset::create(DMU_OST_ZFS)),
+                );
+                if let Some(z) = old.zil {
+                    z.discard(&mut self.zio, txg);
+                }
                 t
             }
             None => {

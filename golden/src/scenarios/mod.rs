@@ -9,7 +9,7 @@ mod fixtures;
 mod shapes;
 
 use engine::dmu::object::ObjectSpec;
-use engine::{DatasetProps, MemoryDevice, Spa, SpaConfig};
+use engine::{BlockDevice, DatasetProps, MemoryDevice, Spa, SpaConfig};
 
 use crate::{GoldenError, Scenario, FS_NAME, POOL_DEVICE_BYTES, POOL_NAME, SCENARIO_EPOCH_SECS};
 
@@ -173,37 +173,65 @@ pub fn about(name: &str) -> Option<&'static str> {
 }
 
 pub(crate) fn build(name: &str) -> Result<Scenario, GoldenError> {
+    let dev = Box::new(MemoryDevice::new(POOL_DEVICE_BYTES));
+    build_on(name, dev, None)
+}
+
+/// Build scenario `name` on `dev`, calling `hook` after every step (see `crate::build_on`).
+pub(crate) fn build_on(
+    name: &str,
+    dev: Box<dyn BlockDevice>,
+    hook: Option<&mut dyn FnMut(&mut Spa, &str)>,
+) -> Result<Scenario, GoldenError> {
     let entry = CATALOG
         .iter()
         .find(|e| e.name == name)
         .ok_or_else(|| GoldenError::UnknownScenario(name.to_owned()))?;
-    let mut b = Builder::new(entry.guid_seed, (entry.props)())?;
+    let mut b = Builder::new(entry.guid_seed, (entry.props)(), dev, hook)?;
     (entry.build)(&mut b)?;
     assert!(b.snapshots.len() >= 2, "{name}: a scenario takes at least two snapshots");
     b.spa.txg_sync()?;
+    b.step("final sync");
     Ok(Scenario { name: entry.name, spa: b.spa, fs: b.fs, snapshots: b.snapshots })
 }
 
 /// A scenario under construction: thin, `?`-friendly wrappers over `Spa` on `pool/fs`.
-pub(crate) struct Builder {
+/// Every wrapper ends with `step`, which hands the pool to the caller's hook (if any).
+pub(crate) struct Builder<'h> {
     pub spa: Spa,
     pub fs: String,
     pub snapshots: Vec<String>,
     clock_secs: u64,
+    hook: Option<&'h mut dyn FnMut(&mut Spa, &str)>,
 }
 
-impl Builder {
-    fn new(guid_seed: u64, props: DatasetProps) -> Result<Self, GoldenError> {
+impl<'h> Builder<'h> {
+    fn new(
+        guid_seed: u64,
+        props: DatasetProps,
+        dev: Box<dyn BlockDevice>,
+        hook: Option<&'h mut dyn FnMut(&mut Spa, &str)>,
+    ) -> Result<Self, GoldenError> {
         let cfg = SpaConfig { guid_seed, now_secs: SCENARIO_EPOCH_SECS, ..SpaConfig::default() };
-        let dev = Box::new(MemoryDevice::new(POOL_DEVICE_BYTES));
-        let mut spa = Spa::create(dev, POOL_NAME, cfg)?;
-        spa.dataset_create(FS_NAME, props)?;
-        Ok(Self {
+        let spa = Spa::create(dev, POOL_NAME, cfg)?;
+        let mut b = Self {
             spa,
             fs: FS_NAME.to_owned(),
             snapshots: Vec::new(),
             clock_secs: SCENARIO_EPOCH_SECS,
-        })
+            hook,
+        };
+        b.step("create");
+        b.spa.dataset_create(FS_NAME, props)?;
+        b.step("dataset_create");
+        Ok(b)
+    }
+
+    /// One step done: let the hook look at the pool (e.g. to notice a committed txg).
+    fn step(&mut self, what: &str) {
+        if let Some(hook) = self.hook.as_mut() {
+            hook(&mut self.spa, what);
+        }
     }
 
     /// Take snapshot `@short` of everything written so far; the clock then moves on.
@@ -213,12 +241,14 @@ impl Builder {
         self.snapshots.push(name);
         self.clock_secs += SNAPSHOT_INTERVAL_SECS;
         self.spa.set_time(self.clock_secs);
+        self.step("snapshot");
         Ok(())
     }
 
     /// Sync the open txg (so later changes land in a later txg).
     pub fn sync(&mut self) -> Result<(), GoldenError> {
         self.spa.txg_sync()?;
+        self.step("sync");
         Ok(())
     }
 
@@ -226,8 +256,10 @@ impl Builder {
     pub fn claim(&mut self, obj: u64, spec: &ObjectSpec, bonus: &[u8]) -> Result<(), GoldenError> {
         assert_eq!(spec.bonuslen, bonus.len(), "object {obj}: bonus length");
         self.spa.object_claim(&self.fs, obj, spec)?;
+        self.step("object_claim");
         if !bonus.is_empty() {
             self.spa.set_bonus(&self.fs, obj, spec.bonustype, bonus)?;
+            self.step("set_bonus");
         }
         Ok(())
     }
@@ -241,8 +273,10 @@ impl Builder {
     ) -> Result<(), GoldenError> {
         assert_eq!(spec.bonuslen, bonus.len(), "object {obj}: bonus length");
         self.spa.object_reclaim(&self.fs, obj, spec)?;
+        self.step("object_reclaim");
         if !bonus.is_empty() {
             self.spa.set_bonus(&self.fs, obj, spec.bonustype, bonus)?;
+            self.step("set_bonus");
         }
         Ok(())
     }
@@ -250,18 +284,21 @@ impl Builder {
     /// Free object `obj`.
     pub fn free_object(&mut self, obj: u64) -> Result<(), GoldenError> {
         self.spa.object_free(&self.fs, obj)?;
+        self.step("object_free");
         Ok(())
     }
 
     /// Write `data` at `offset` of `obj`.
     pub fn write(&mut self, obj: u64, offset: u64, data: &[u8]) -> Result<(), GoldenError> {
         self.spa.write(&self.fs, obj, offset, data)?;
+        self.step("write");
         Ok(())
     }
 
     /// Free `len` bytes at `offset` of `obj` (`u64::MAX`: truncate at `offset`).
     pub fn free(&mut self, obj: u64, offset: u64, len: u64) -> Result<(), GoldenError> {
         self.spa.free_range(&self.fs, obj, offset, len)?;
+        self.step("free_range");
         Ok(())
     }
 
@@ -281,6 +318,7 @@ impl Builder {
     /// Replace the bonus of `obj`.
     pub fn bonus(&mut self, obj: u64, bonustype: u8, bonus: &[u8]) -> Result<(), GoldenError> {
         self.spa.set_bonus(&self.fs, obj, bonustype, bonus)?;
+        self.step("set_bonus");
         Ok(())
     }
 }
