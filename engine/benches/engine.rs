@@ -132,6 +132,60 @@ fn incremental(bytes: u64) -> Duration {
     d
 }
 
+/// Disk commands per fsync of a small write, and synchronous (write + fsync per block)
+/// versus asynchronous write throughput of 4 KiB and 128 KiB blocks, in the same run.
+fn bench_fsync() {
+    let mut dev = MemoryDevice::new(256 * MIB);
+    dev.image_mut().fill(1);
+    let mut spa = Spa::create(Box::new(dev), "bench", SpaConfig::default()).expect("create");
+    let o = spa.object_alloc("bench", &ObjectSpec::new(19, 4096, 0, 0)).expect("alloc");
+    spa.txg_sync().expect("sync");
+    let n = 200u64;
+    let mut blocks = 0;
+    let mut flushes = 0;
+    for i in 0..n {
+        let st = spa.write_sync("bench", o, i * 100, &[7u8; 100]).expect("write_sync");
+        blocks += st.log_blocks + st.indirect_blocks;
+        flushes += st.flushes;
+    }
+    let per = |x: u64| x as f64 / n as f64;
+    println!(
+        "fsync of a 100-byte write: {:.2} block writes + {:.2} flushes per fsync (txg sync: \
+         data, indirects, dnode and objset blocks, MOS, 2 uberblocks, 2 flushes)",
+        per(blocks),
+        per(flushes)
+    );
+    for bs in [4096u32, 131072] {
+        let total = 64 * MIB;
+        let data = vec![3u8; bs as usize];
+        let run = |sync: bool| {
+            let mut dev = MemoryDevice::new(256 * MIB);
+            dev.image_mut().fill(1);
+            let mut spa =
+                Spa::create(Box::new(dev), "bench", SpaConfig::default()).expect("create");
+            let o = spa.object_alloc("bench", &ObjectSpec::new(19, bs, 0, 0)).expect("alloc");
+            let t = Instant::now();
+            for i in 0..total / u64::from(bs) {
+                if sync {
+                    spa.write_sync("bench", o, i * u64::from(bs), &data).expect("write_sync");
+                } else {
+                    spa.write("bench", o, i * u64::from(bs), &data).expect("write");
+                }
+            }
+            spa.txg_sync().expect("sync");
+            t.elapsed()
+        };
+        let (a, s) = (run(false), run(true));
+        println!(
+            "{} KiB writes: synchronous {:.0} MB/s vs asynchronous {:.0} MB/s = {:.2}x",
+            bs / 1024,
+            mbps(total, s),
+            mbps(total, a),
+            a.as_secs_f64() / s.as_secs_f64()
+        );
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -150,6 +204,7 @@ fn main() {
     println!("read 128 KiB blocks (verify every block): {cold:.0} MB/s = {:.2}x memcpy (aim >= 0.5x); repeated reads {warm:.0} MB/s = {:.2}x", cold / memcpy, warm / memcpy);
     let (s, r) = bench_send_recv(&mut spa, large);
     println!("full send {} MiB: {s:.0} MB/s = {:.2}x memcpy; receive: {r:.0} MB/s = {:.2}x memcpy (aim >= 0.25x)", large / MIB, s / memcpy, r / memcpy);
+    bench_fsync();
     let big = incremental(large);
     let small = incremental(16 * MIB);
     println!(

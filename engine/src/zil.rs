@@ -87,6 +87,15 @@ pub enum ItxKind {
         /// Object block size at the time (to find whole blocks).
         blksz: u32,
     },
+    /// Whole aligned blocks written, sharing the dirty buffers (no copy).
+    WriteBlocks {
+        /// Object.
+        object: u64,
+        /// First block id.
+        first_blkid: u64,
+        /// The blocks, each `blksz` long.
+        blocks: Vec<crate::dbuf::BlockBuf>,
+    },
     /// free_range (len u64::MAX = truncate).
     FreeRange {
         /// Object.
@@ -218,6 +227,13 @@ impl Zilog {
         self.itxs.push(Itx { txg, kind });
     }
 
+    /// Bytes the log holds on disk (log blocks and blocks written in place).
+    #[must_use]
+    pub fn log_bytes(&self) -> u64 {
+        self.blocks.len() as u64 * ZIL_BLOCK_SIZE
+            + self.indirect.iter().map(|(_, bp)| bp.asize_total()).sum::<u64>()
+    }
+
     /// Number of pending itxs.
     #[must_use]
     pub fn pending(&self) -> usize {
@@ -308,6 +324,17 @@ impl Zilog {
         Ok(match &itx.kind {
             ItxKind::Write { object, offset, data, blksz } => self
                 .encode_write(zio, itx.txg, seq, *object, *offset, data, *blksz, checksum, stats)?,
+            ItxKind::WriteBlocks { object, first_blkid, blocks } => {
+                let mut out = Vec::new();
+                for (i, b) in blocks.iter().enumerate() {
+                    let bs = u32::try_from(b.len()).expect("block <= 128 KiB");
+                    let offset = (first_blkid + i as u64) * u64::from(bs);
+                    out.extend(self.encode_write(
+                        zio, itx.txg, seq, *object, offset, b, bs, checksum, stats,
+                    )?);
+                }
+                out
+            }
             ItxKind::FreeRange { object, offset, len } => {
                 vec![rec(3, *object, &[offset.to_le_bytes(), len.to_le_bytes()].concat())]
             }

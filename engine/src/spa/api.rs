@@ -358,12 +358,12 @@ impl Spa {
         data: &[u8],
     ) -> Result<(), DmuError> {
         self.space_check(data.len() as u64 + 2 * 16384)?;
+        let replaying = self.replaying;
         let (zio, os, txg) = self.head(fs)?;
         let dirtied = os.write(zio, txg, object, offset, data)?;
-        if !data.is_empty() {
-            let blksz = os.hold(zio, object)?.attrs().blksz;
-            let data = std::sync::Arc::new(data.to_vec());
-            self.log_itx(fs, ItxKind::Write { object, offset, data, blksz });
+        if !data.is_empty() && !replaying {
+            let itx = Self::write_itx(os.hold(zio, object)?, txg, object, offset, data);
+            self.log_itx(fs, itx);
         }
         self.account(dirtied)
     }
@@ -402,6 +402,35 @@ impl Spa {
         self.account(512)
     }
 
+    /// The log record of a write just applied in `txg`: whole aligned blocks share the
+    /// dirty buffers; anything else is copied (WR_COPIED).
+    fn write_itx(
+        dn: &mut crate::dbuf::Dnode,
+        txg: u64,
+        object: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> ItxKind {
+        let bs = u64::from(dn.attrs().blksz);
+        let len = data.len() as u64;
+        if offset.is_multiple_of(bs) && len.is_multiple_of(bs) {
+            let first = offset / bs;
+            let rec = dn.dirty.iter().rev().find(|r| r.txg == txg);
+            let blocks: Option<Vec<_>> = rec
+                .map(|r| (first..first + len / bs).map(|b| r.blocks.get(&b).cloned()).collect())
+                .and_then(|v: Vec<_>| v.into_iter().collect());
+            if let Some(blocks) = blocks {
+                return ItxKind::WriteBlocks { object, first_blkid: first, blocks };
+            }
+        }
+        ItxKind::Write {
+            object,
+            offset,
+            data: std::sync::Arc::new(data.to_vec()),
+            blksz: u32::try_from(bs).expect("<= 128K"),
+        }
+    }
+
     /// Queue an intent-log record for a change just made to head `fs` in the open txg.
     fn log_itx(&mut self, fs: &str, kind: ItxKind) {
         if self.replaying {
@@ -433,7 +462,13 @@ impl Spa {
         let mut tries = 0;
         loop {
             match z.commit(zio, checksum) {
-                Ok(stats) => return Ok(stats),
+                Ok(stats) => {
+                    // Bound the log: past the limit a txg sync makes it all obsolete.
+                    if z.log_bytes() > self.zil_bytes_max() {
+                        self.txg_sync().map_err(|_| DmuError::Suspended)?;
+                    }
+                    return Ok(stats);
+                }
                 Err(CommitError::NoSpace) => return Err(DmuError::NoSpace),
                 Err(CommitError::Io(e)) if tries >= crate::spa::ZIO_MAX_RETRIES => {
                     return Err(DmuError::Zio(crate::error::ZioError::Io(e)));
@@ -441,6 +476,12 @@ impl Spa {
                 Err(CommitError::Io(_)) => tries += 1,
             }
         }
+    }
+
+    /// Log bytes one dataset may hold before an fsync forces a txg sync (ZFS bounds its log
+    /// by the txg timeout and zil_max_log_data; here: 1/16 of the pool, at most 64 MiB).
+    fn zil_bytes_max(&self) -> u64 {
+        (self.zio.ms.capacity() / 16).min(64 << 20)
     }
 
     /// A synchronous write: `write` then `fsync`.
@@ -470,6 +511,11 @@ impl Spa {
         };
         let _ = match &op.kind {
             ItxKind::Write { object, offset, data, .. } => self.write(fs, *object, *offset, data),
+            ItxKind::WriteBlocks { object, first_blkid, blocks } => {
+                blocks.iter().enumerate().try_for_each(|(i, b)| {
+                    self.write(fs, *object, (first_blkid + i as u64) * b.len() as u64, b)
+                })
+            }
             ItxKind::FreeRange { object, offset, len } => {
                 self.free_range(fs, *object, *offset, *len)
             }
