@@ -40,6 +40,9 @@ pub const DN_MAX_INDBLKSHIFT: u32 = 17;
 pub const DMU_OBJECT_END: u64 = u64::MAX;
 /// Largest byte offset + length the engine accepts for reads and writes: 2^62 bytes.
 pub const DMU_MAX_OFFSET: u64 = 1 << 62;
+/// Largest single read that allocates its result (`Spa::read`; `read_into` has no limit):
+/// a bigger request gets `OffsetOverflow` instead of an allocation failure (DMU_MAX_ACCESS).
+pub const DMU_MAX_ACCESS: u64 = 256 << 20;
 /// Largest payload an embedded block pointer holds (BPE_PAYLOAD_SIZE).
 pub const BPE_PAYLOAD_SIZE: usize = 112;
 

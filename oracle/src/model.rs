@@ -1,9 +1,10 @@
 //! The reference model: a pool as plain BTreeMaps, with the same API shape as `engine::Spa`.
 //! OpenZFS counterpart: none (ztest keeps no model); the semantics are dmu.c / dnode.c's.
-//! Used by op.rs (applied beside the engine), conformance.rs and manifest.rs; uses nothing of
-//! the engine but its error types (to map them to `ErrKind`). No txgs, no disk: a snapshot
-//! is a clone of the head. Invariants: every object's blocks lie at or below its maxblkid and
-//! are exactly blksz long; absent blocks read as zeros; a failed call changes nothing.
+//! Used by op.rs (applied beside the engine), conformance.rs and manifest.rs; takes only the
+//! engine's argument and error types (ObjectSpec, ObjectInfo, DmuError, DslError). No txgs,
+//! no disk: a snapshot is a clone of the head. Invariants: every object's blocks lie at or
+//! below its maxblkid and are exactly blksz long; absent blocks read as zeros; a failed call
+//! changes nothing; argument checks come in the engine's order, so error kinds compare.
 
 use std::collections::BTreeMap;
 
@@ -571,7 +572,11 @@ impl Model {
         let os = self.view(name)?;
         check_object(object)?;
         check_range(offset, len)?;
-        Ok(hold(os, object)?.read_bytes(offset, idx(len)))
+        let obj = hold(os, object)?;
+        if len > engine::limits::DMU_MAX_ACCESS {
+            return Err(ErrKind::OffsetOverflow);
+        }
+        Ok(obj.read_bytes(offset, idx(len)))
     }
 
     /// Free `len` bytes at `offset` (`MODEL_OBJECT_END` = truncate), as dnode_free_range:
@@ -632,6 +637,16 @@ impl Model {
         ob.bonustype = bonustype;
         ob.bonus = bonus.to_vec();
         Ok(())
+    }
+
+    /// `fsync`: durability only, so the model just checks the arguments as the engine does
+    /// (the name must be an existing filesystem, else `NoSuchDataset`; no number check).
+    ///
+    /// # Errors
+    /// `NoSuchDataset`, `NoSuchObject`.
+    pub fn fsync(&self, fs: &str, object: u64) -> Result<(), ModelError> {
+        let ds = self.fs(fs).map_err(|_| ErrKind::NoSuchDataset)?;
+        hold(&ds.head, object).map(|_| ())
     }
 
     /// Bonus type and buffer.

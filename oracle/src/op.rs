@@ -2,8 +2,10 @@
 //! the model side by side with outcomes compared, plus a seeded generator of op lists.
 //! OpenZFS counterpart: ztest.c's ztest_info[] table of operations and their weights.
 //! Used by oracle's tests, sim's workloads and fuzz harnesses; calls `engine::Spa` and
-//! `model::Model` only. Ops name datasets and objects by index into what exists at apply
-//! time, so any sublist of a valid list is valid (shrinking). Data bytes derive from fields.
+//! `model::Model` only. Ops name datasets, objects and offsets by index into (or relative to)
+//! what exists at apply time, so any sublist of a list stays meaningful (shrinking). Data
+//! bytes derive from the op's fields. Invariant: an op the engine refuses for space (ENOSPC)
+//! is not applied to the model, and otherwise both sides see the same call.
 
 use std::fmt;
 
@@ -114,6 +116,8 @@ pub enum Op {
     ObjectReclaim { fs: Target, obj: ObjRef, spec: ObjectSpec },
     /// `object_free`.
     ObjectFree { fs: Target, obj: ObjRef },
+    /// `fsync` (intent-log commit of every change to `fs`; contents unchanged).
+    Fsync { fs: Target, obj: ObjRef },
     /// `set_bonus` with `pattern(seed, 0, len)`.
     SetBonus { fs: Target, obj: ObjRef, bonustype: u8, len: usize, seed: u8 },
     /// `snapshot` of `fs@s<name>`.
@@ -128,6 +132,9 @@ pub enum Op {
     DatasetDestroy { fs: Target },
     /// `txg_sync`.
     Sync,
+    /// `txg_quiesce` (start syncing the open txg if idle), then `steps` calls of
+    /// `sync_step`: later ops run while a txg is half synced.
+    SyncStep { steps: u8 },
     /// `export` then `import` of the same device.
     ExportImport,
 }
@@ -276,6 +283,19 @@ fn compare_read(
     }
 }
 
+/// Start syncing the open txg if none is syncing, then run `steps` sync phases.
+///
+/// # Errors
+/// A `Divergence` naming the failed step.
+pub fn sync_steps(spa: &mut Spa, steps: u8) -> Result<(), Divergence> {
+    let fail = |e: engine::SpaError| Divergence::new(format!("sync step: {e}"));
+    spa.txg_quiesce().map_err(fail)?;
+    for _ in 0..steps {
+        spa.sync_step().map_err(fail)?;
+    }
+    Ok(())
+}
+
 /// Export the pool and import it again from the same device.
 ///
 /// # Errors
@@ -302,6 +322,7 @@ impl Op {
             Self::Sync => {
                 spa.txg_sync().map(|_| ()).map_err(|e| Divergence::new(format!("sync: {e}")))
             }
+            Self::SyncStep { steps } => sync_steps(spa, *steps),
             Self::ExportImport => export_import(spa),
             Self::Snapshot { .. }
             | Self::SnapshotDestroy { .. }
@@ -312,6 +333,7 @@ impl Op {
             | Self::ObjectClaim { .. }
             | Self::ObjectReclaim { .. }
             | Self::ObjectFree { .. }
+            | Self::Fsync { .. }
             | Self::SetBonus { .. } => self.apply_object(&what, spa, model),
             _ => self.apply_data(&what, spa, model),
         }
@@ -366,6 +388,11 @@ impl Op {
                 let n = resolve(model, fs);
                 let o = resolve_obj(model, &n, obj);
                 compare(what, dmu(spa.object_free(&n, o)), || model.object_free(&n, o))
+            }
+            Self::Fsync { fs, obj } => {
+                let n = resolve(model, fs);
+                let o = resolve_obj(model, &n, obj);
+                compare(what, dmu(spa.fsync(&n, o).map(|_| ())), || model.fsync(&n, o))
             }
             Self::SetBonus { fs, obj, bonustype, len, seed } => {
                 let n = resolve(model, fs);
@@ -437,7 +464,7 @@ impl Default for GenConfig {
 /// Leading ops of a list in which `ObjectAlloc` is 8 times as likely.
 const OP_ALLOC_FAVOURED: usize = 4;
 /// Relative weights of the op kinds, in `Op` declaration order.
-const OP_WEIGHTS: [u32; 16] = [36, 8, 8, 5, 10, 2, 2, 3, 5, 6, 3, 3, 3, 2, 6, 2];
+const OP_WEIGHTS: [u32; 18] = [36, 8, 8, 5, 10, 2, 2, 3, 3, 5, 6, 3, 3, 3, 2, 5, 4, 2];
 
 /// `n` ops drawn from `seed`: a weighted mix, sizes 1 B..`write_len_max`, offsets unaligned,
 /// block-aligned, sparse and near the limits. Same seed and config, same list.
@@ -472,7 +499,7 @@ impl OpGen {
     fn op(&mut self, i: usize) -> Op {
         let mut weights = OP_WEIGHTS;
         if !self.cfg.export_import {
-            weights[15] = 0;
+            weights[17] = 0;
         }
         if i < OP_ALLOC_FAVOURED {
             weights[4] *= 8;
@@ -497,13 +524,15 @@ impl OpGen {
             5 => Op::ObjectClaim { fs, obj: self.raw_obj(), spec: self.spec() },
             6 => Op::ObjectReclaim { fs, obj, spec: self.spec() },
             7 => Op::ObjectFree { fs, obj },
-            8 => self.set_bonus(fs, obj),
-            9 => Op::Snapshot { fs, name: self.rng.random_range(0..6) },
-            10 => Op::SnapshotDestroy { snap: self.target(5, 90) },
-            11 => Op::Rollback { fs },
-            12 => Op::DatasetCreate { parent: fs, name: self.rng.random_range(0..4) },
-            13 => Op::DatasetDestroy { fs },
-            14 => Op::Sync,
+            8 => Op::Fsync { fs, obj },
+            9 => self.set_bonus(fs, obj),
+            10 => Op::Snapshot { fs, name: self.rng.random_range(0..6) },
+            11 => Op::SnapshotDestroy { snap: self.target(5, 90) },
+            12 => Op::Rollback { fs },
+            13 => Op::DatasetCreate { parent: fs, name: self.rng.random_range(0..4) },
+            14 => Op::DatasetDestroy { fs },
+            15 => Op::Sync,
+            16 => Op::SyncStep { steps: self.rng.random_range(1..=6) },
             _ => Op::ExportImport,
         }
     }
@@ -541,7 +570,7 @@ impl OpGen {
 
     /// 1 byte to `max`, log-uniform.
     fn len(&mut self, max: u64) -> u64 {
-        let top = 63 - max.leading_zeros();
+        let top = max.ilog2();
         let shift = self.rng.random_range(0..=top);
         self.rng.random_range(1..=(1u64 << shift).min(max))
     }

@@ -12,8 +12,8 @@ use crate::dnode::sync::lookup;
 use crate::dnode::{nblkptr_for_bonus, DnodeAttrs};
 use crate::error::DmuError;
 use crate::limits::{
-    DMU_MAX_OFFSET, DMU_OBJECT_END, DN_DFL_INDBLKSHIFT, DN_MAX_BONUSLEN, DN_MAX_INDBLKSHIFT,
-    DN_MAX_OBJECT, DN_MIN_INDBLKSHIFT, SPA_MAXBLOCKSIZE, SPA_MINBLOCKSIZE,
+    DMU_MAX_ACCESS, DMU_MAX_OFFSET, DMU_OBJECT_END, DN_DFL_INDBLKSHIFT, DN_MAX_BONUSLEN,
+    DN_MAX_INDBLKSHIFT, DN_MAX_OBJECT, DN_MIN_INDBLKSHIFT, SPA_MAXBLOCKSIZE, SPA_MINBLOCKSIZE,
 };
 use crate::zio::Zio;
 
@@ -363,6 +363,10 @@ impl Objset {
     ) -> Result<Vec<u8>, DmuError> {
         check_object(object)?;
         check_range(offset, len)?;
+        self.hold(zio, object)?;
+        if len > DMU_MAX_ACCESS {
+            return Err(DmuError::OffsetOverflow { offset, len });
+        }
         let n = usize::try_from(len).map_err(|_| DmuError::OffsetOverflow { offset, len })?;
         let mut out = vec![0u8; n];
         self.read_into(zio, object, offset, &mut out)?;

@@ -237,12 +237,47 @@ impl Objset {
         if let Some(set) = &self.allocated {
             return Ok(set.range(after + 1..).next().copied());
         }
-        let mut obj = after + 1;
-        while obj / DNODES_PER_BLOCK <= self.meta.attrs.maxblkid {
-            if self.dnode(zio, obj)?.is_allocated() {
-                return Ok(Some(obj));
+        // Snapshots: walk the synced dnode blocks, skipping holes through the meta-dnode tree;
+        // free slots are decoded in place, never cached.
+        let mut obj = after.saturating_add(1);
+        loop {
+            let blk = obj / DNODES_PER_BLOCK;
+            let Some(b) = crate::dnode::sync::next_nonhole(zio, &self.meta, blk)? else {
+                return Ok(None);
+            };
+            if b > blk {
+                obj = b * DNODES_PER_BLOCK;
             }
-            obj += 1;
+            if let Some(o) = self.dnode_block_next(zio, b, obj)? {
+                return Ok(Some(o));
+            }
+            obj = (b + 1) * DNODES_PER_BLOCK;
+        }
+    }
+
+    /// The first allocated object >= `from` in synced dnode block `blkid` (dirty state of
+    /// loaded dnodes wins: a head's view).
+    fn dnode_block_next(
+        &mut self,
+        zio: &mut Zio,
+        blkid: u64,
+        from: u64,
+    ) -> Result<Option<u64>, ZioError> {
+        let bp = lookup(zio, &self.meta, blkid)?;
+        let raw = zio.read(&bp)?;
+        let base = blkid * DNODES_PER_BLOCK;
+        for (slot, chunk) in raw.chunks_exact(DNODE_SIZE as usize).enumerate() {
+            let o = base + slot as u64;
+            if o < from || o == 0 {
+                continue;
+            }
+            let allocated = match self.dnodes.get(&o) {
+                Some(dn) => dn.is_allocated(),
+                None => chunk[0] != 0,
+            };
+            if allocated {
+                return Ok(Some(o));
+            }
         }
         Ok(None)
     }

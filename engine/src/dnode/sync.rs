@@ -149,6 +149,43 @@ pub fn lookup(zio: &mut Zio, dn: &DnodePhys, blkid: u64) -> Result<BlkPtr, ZioEr
     Ok(bp)
 }
 
+/// The first level-0 block id >= `from` that is not a hole, skipping hole subtrees whole
+/// (OpenZFS dnode_next_offset): cost follows the tree, not the id space.
+///
+/// # Errors
+/// Read errors of indirect blocks.
+pub fn next_nonhole(zio: &mut Zio, dn: &DnodePhys, from: u64) -> Result<Option<u64>, ZioError> {
+    let top = u32::from(dn.nlevels) - 1;
+    let n = usize::from(dn.attrs.nblkptr);
+    let roots = dn.blkptr[..n].to_vec();
+    next_in(zio, &dn.attrs, top, 0, &roots, u128::from(from))
+}
+
+fn next_in(
+    zio: &mut Zio,
+    attrs: &DnodeAttrs,
+    level: u32,
+    first: u128,
+    children: &[BlkPtr],
+    from: u128,
+) -> Result<Option<u64>, ZioError> {
+    let sp = span(attrs, level);
+    for (i, child) in children.iter().enumerate() {
+        let s = first + i as u128 * sp;
+        if s + sp <= from || child.is_hole() {
+            continue;
+        }
+        if level == 0 {
+            return Ok(u64::try_from(s).ok());
+        }
+        let grand = children_of(zio, child, u8::try_from(level).expect("<= 12"), attrs)?;
+        if let Some(b) = next_in(zio, attrs, level - 1, s, &grand, from)? {
+            return Ok(Some(b));
+        }
+    }
+    Ok(None)
+}
+
 impl TreeCtx<'_> {
     /// Free `bp` (not its children) if this txg owns it (born after the previous snapshot).
     pub fn release_bp(&mut self, bp: &BlkPtr) {

@@ -268,14 +268,24 @@ impl Spa {
         Ok((zio, os, txg))
     }
 
-    /// Refuse a change that could not be synced with the space left (ENOSPC).
-    fn space_check(&self, more: u64) -> Result<(), DmuError> {
-        let pending = self.dirty_bytes() + more;
-        let need = pending + pending / 4 + self.slop_bytes();
-        if need > self.zio.ms.free_bytes() {
-            return Err(DmuError::NoSpace);
+    /// Refuse a change that could not be synced with the space left (ENOSPC). Freed space
+    /// waits out its defer period; when that would make room, sync txgs until it is released
+    /// and check again (OpenZFS's ERESTART-and-wait in dmu_tx_assign).
+    fn space_check(&mut self, more: u64) -> Result<(), DmuError> {
+        for _ in 0..=crate::limits::TXG_DEFER_SIZE {
+            let pending = self.dirty_bytes() + more;
+            let need = pending + pending / 4 + self.slop_bytes();
+            if need <= self.zio.ms.free_bytes() {
+                return Ok(());
+            }
+            if need > self.zio.ms.free_bytes() + self.zio.ms.deferred_bytes() || self.job.is_some()
+            {
+                break;
+            }
+            self.force_sync = true;
+            self.txg_sync().map_err(dmu_from_spa)?;
         }
-        Ok(())
+        Err(DmuError::NoSpace)
     }
 
     fn account(&mut self, bytes: u64) -> Result<(), DmuError> {
