@@ -453,13 +453,19 @@ pub struct GenConfig {
     pub sparse: bool,
     /// Export/import ops.
     pub export_import: bool,
+    /// Fsync ops (intent-log commits). Off by default: a crash check must then accept
+    /// fsynced changes past the last committed txg (see sim's durability check).
+    pub fsync: bool,
 }
 
 impl Default for GenConfig {
     fn default() -> Self {
-        Self { write_len_max: OP_WRITE_LEN_MAX, sparse: true, export_import: true }
+        Self { write_len_max: OP_WRITE_LEN_MAX, sparse: true, export_import: true, fsync: false }
     }
 }
+
+/// Index of `Fsync` in `OP_WEIGHTS`.
+const OP_FSYNC: usize = 8;
 
 /// Leading ops of a list in which `ObjectAlloc` is 8 times as likely.
 const OP_ALLOC_FAVOURED: usize = 4;
@@ -498,6 +504,9 @@ impl OpGen {
     /// Op number `i` of the list: the first few favour allocation, so writes find objects.
     fn op(&mut self, i: usize) -> Op {
         let mut weights = OP_WEIGHTS;
+        if !self.cfg.fsync {
+            weights[OP_FSYNC] = 0;
+        }
         if !self.cfg.export_import {
             weights[17] = 0;
         }

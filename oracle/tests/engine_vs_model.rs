@@ -36,7 +36,7 @@ fn gen_config(g: &mut Gen) -> GenConfig {
         (false, true) => 16 << 10,
         (false, false) => 64 << 10,
     };
-    GenConfig { write_len_max, ..GenConfig::default() }
+    GenConfig { write_len_max, fsync: true, ..GenConfig::default() }
 }
 
 impl Arbitrary for Ops {
