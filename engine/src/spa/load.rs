@@ -93,6 +93,7 @@ impl Spa {
             for op in ops {
                 self.replay_op(fs, op);
             }
+            self.import_report.replayed.insert(fs.clone(), ops.len());
         }
         self.replaying = false;
         self.force_sync = true;
@@ -166,6 +167,10 @@ impl Spa {
             suspended: None,
             force_sync: rewound,
             replaying: false,
+            import_report: super::ImportReport {
+                loaded_txg: ub.txg,
+                ..super::ImportReport::default()
+            },
         }
     }
 

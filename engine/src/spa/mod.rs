@@ -91,6 +91,18 @@ pub struct Spa {
     pub(crate) force_sync: bool,
     /// Replaying intent logs at import: changes are not logged again.
     pub(crate) replaying: bool,
+    /// What the last import found: the txg it loaded and the operations it replayed.
+    pub(crate) import_report: ImportReport,
+}
+
+/// What an import did: the committed txg it loaded (before any replay) and, per
+/// filesystem, how many logged operations it replayed on top.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// The uberblock txg loaded.
+    pub loaded_txg: u64,
+    /// Operations replayed from each filesystem's intent log.
+    pub replayed: std::collections::BTreeMap<String, usize>,
 }
 
 impl std::fmt::Debug for Spa {
@@ -153,6 +165,7 @@ impl Spa {
             suspended: None,
             force_sync: false,
             replaying: false,
+            import_report: ImportReport::default(),
         };
         spa.dataset_create(name, crate::dsl::DatasetProps::default())
             .map_err(|e| SpaError::Create(e.to_string()))?;
@@ -207,6 +220,12 @@ impl Spa {
     #[must_use]
     pub fn last_synced_txg(&self) -> u64 {
         self.txg.synced
+    }
+
+    /// What the import that opened this pool found (empty for a created pool).
+    #[must_use]
+    pub fn import_report(&self) -> &ImportReport {
+        &self.import_report
     }
 
     /// True once a sync failure suspended the pool.
