@@ -314,3 +314,31 @@ pub fn gen(name: &str, outdir: &Path) -> Result<(), GoldenError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_on_another_device_builds_the_same_scenario() {
+        for name in ["basic", "chain"] {
+            let mut txgs = Vec::new();
+            let mut steps = 0;
+            let dev = Box::new(engine::MemoryDevice::new(16 << 20));
+            let mut hook = |spa: &mut Spa, _: &str| {
+                steps += 1;
+                if txgs.last() != Some(&spa.last_synced_txg()) {
+                    txgs.push(spa.last_synced_txg());
+                }
+            };
+            let mut on = build_on(name, dev, &mut hook).expect("builds on 16 MiB");
+            let mut sc = build(name).expect("builds");
+            let opts = SendOptions::default();
+            assert_eq!(streams(&mut on, &opts), streams(&mut sc, &opts), "{name}");
+            assert!(steps > txgs.len(), "{name}: a hook call per step");
+            let first = txgs[0];
+            let expected: Vec<u64> = (first..first + txgs.len() as u64).collect();
+            assert_eq!(txgs, expected, "{name}: every committed txg seen, one at a time");
+        }
+    }
+}

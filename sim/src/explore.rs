@@ -1,17 +1,1299 @@
-//! Crash-state exploration (`zsim explore SCENARIO`): replay a golden scenario on a
-//! recording disk, then for every disk write and flush, crash there and import every
-//! combination of the cached writes (all subsets when few, a seeded sample beyond a bound),
-//! checking durability and integrity. In progress: see issue 4.
+//! Crash-state exploration (`zsim explore SCENARIO`): build a golden scenario on a recording
+//! `SimDisk`, fingerprint the pool after every committed txg, then crash after every write and
+//! flush of the event log, import each combination of the cached writes (all when few, a
+//! seeded sample plus torn variants beyond) and check durability (design.md property 2),
+//! newest-uberblock import and integrity (5). Counterpart: the crash-state enumeration of
+//! ALICE/CrashMonkey. Uses `disk::Replayer`, `golden::build_on`, `oracle`; never the engine's
+//! internals. Invariant: a state is judged only against the recording (txg fingerprints and
+//! flush/uberblock positions in the log); the run is a pure function of scenario and seed.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-/// Explore the crash states of scenario `name`.
+use engine::limits::{UBERBLOCK_SLOT_SIZE, VDEV_LABELS, VDEV_LABEL_HEADER_SIZE, VDEV_LABEL_SIZE};
+use engine::spa::uberblock::UberblockPhys;
+use engine::vdev::label::{label_offset, uberblock_offset};
+use engine::vdev::{check_range, BlockDevice, VdevError};
+use engine::zio::blkptr::{BlkPtr, BP_BYTES};
+use engine::{MemoryDevice, Spa, SpaConfig};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::disk::CACHE_CAPACITY_WRITES_MAX;
+use crate::disk::{DiskConfig, DiskEvent, FaultEvent, Recording, Replayer, SimDisk};
+use crate::fault::{FaultConfig, RATE_PPM_MAX, SECTOR_SIZE};
+
+/// Smallest device a scenario is explored on (the issue's "16 MiB pool").
+pub const EXPLORE_DEVICE_BYTES_MIN: u64 = 16 << 20;
+/// Largest device tried when a scenario does not fit the smaller ones.
+pub const EXPLORE_DEVICE_BYTES_MAX: u64 = 256 << 20;
+/// Up to this many cached writes, every subset of them (per write) is checked.
+pub const EXPLORE_SUBSETS_ALL_MAX: usize = 10;
+/// Largest `ExploreConfig::subsets_all_max` accepted (2^16 states per crash point).
+pub const EXPLORE_SUBSETS_ALL_LIMIT: usize = 16;
+/// Beyond `EXPLORE_SUBSETS_ALL_MAX`, subsets checked per crash point (empty and full included).
+pub const EXPLORE_SAMPLE: usize = 64;
+/// Extra per-sector states per crash point: torn writes and per-sector choices.
+pub const EXPLORE_TORN_VARIANTS: usize = 4;
+/// Violations described in a report (all are counted).
+pub const EXPLORE_VIOLATIONS_KEPT: usize = 16;
+/// Violations `zsim explore` prints.
+pub const EXPLORE_VIOLATIONS_SHOWN: usize = 5;
+/// Cached writes a subset description lists by event index before it abbreviates.
+const SUBSET_LISTED_MAX: usize = 12;
+
+const SECTOR_BYTES: usize = SECTOR_SIZE as usize;
+const _: () = assert!(EXPLORE_SAMPLE >= 2, "a sample holds the empty and the full set");
+const _: () = assert!(EXPLORE_SUBSETS_ALL_MAX <= EXPLORE_SUBSETS_ALL_LIMIT);
+const _: () = assert!(1 << EXPLORE_SUBSETS_ALL_MAX >= EXPLORE_SAMPLE);
+const _: () = assert!(EXPLORE_DEVICE_BYTES_MIN.is_power_of_two());
+const _: () = assert!(EXPLORE_DEVICE_BYTES_MIN <= EXPLORE_DEVICE_BYTES_MAX);
+const _: () = assert!(EXPLORE_VIOLATIONS_SHOWN <= EXPLORE_VIOLATIONS_KEPT);
+
+/// How much of each crash point to explore.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExploreConfig {
+    /// Seed of every sampling choice (`zsim explore --seed`).
+    pub seed: u64,
+    /// Every subset of the cached writes is checked up to this many cached writes.
+    pub subsets_all_max: usize,
+    /// Subsets per crash point beyond `subsets_all_max` (at least 2: empty and full).
+    pub sample: usize,
+    /// Torn / per-sector variants per crash point.
+    pub torn_variants: usize,
+    /// Reuse a manifest for an objset whose root block pointer was seen before. Sound
+    /// because the root pointer checksums the whole tree and `oracle::integrity::check`
+    /// reads and verifies every reachable block of every imported state.
+    pub manifest_cache: bool,
+}
+
+impl ExploreConfig {
+    /// The `zsim explore` defaults with `seed`.
+    #[must_use]
+    pub fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            subsets_all_max: EXPLORE_SUBSETS_ALL_MAX,
+            sample: EXPLORE_SAMPLE,
+            torn_variants: EXPLORE_TORN_VARIANTS,
+            manifest_cache: true,
+        }
+    }
+}
+
+/// Why a scenario could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum ExploreError {
+    /// No scenario of that name.
+    #[error("unknown scenario {0:?}; see zsim explore --list")]
+    UnknownScenario(String),
+    /// The scenario failed to build (on the largest device tried, from `device_bytes_for`).
+    #[error("scenario {name} on a {device_bytes}-byte device: {source}")]
+    Build {
+        /// Scenario name.
+        name: String,
+        /// Device size tried last.
+        device_bytes: u64,
+        /// The builder's error.
+        source: golden::GoldenError,
+    },
+    /// The recording contradicts itself or the pool (a bug of the disk or the hook).
+    #[error("recording of {name} is inconsistent: {reason}")]
+    Recording {
+        /// Scenario name.
+        name: String,
+        /// What disagreed.
+        reason: String,
+    },
+}
+
+/// The committed state of one dataset: its snapshots and manifests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatasetPrint {
+    /// Full name.
+    pub name: String,
+    /// Properties, as `Debug` prints them.
+    pub props: String,
+    /// Snapshots, oldest first.
+    pub snapshots: Vec<SnapPrint>,
+    /// Manifest id (see `ManifestStore`) of the head.
+    pub head: usize,
+}
+
+/// One snapshot of a fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapPrint {
+    /// Full name `pool/fs@snap`.
+    pub name: String,
+    /// Guid.
+    pub guid: u64,
+    /// Creation txg.
+    pub creation_txg: u64,
+    /// Creation time, seconds.
+    pub creation_time: u64,
+    /// Manifest id of its contents.
+    pub manifest: usize,
+}
+
+/// The pool's state fingerprint: every dataset, its snapshot list and the v1 manifest
+/// (without its header line) of every snapshot and head, by interned manifest id.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Fingerprint {
+    /// Datasets in name order.
+    pub datasets: Vec<DatasetPrint>,
+}
+
+/// Interned manifest bodies, and (with the cache on) objset root pointer -> manifest id.
+#[derive(Clone, Debug, Default)]
+pub struct ManifestStore {
+    texts: Vec<String>,
+    by_text: BTreeMap<String, usize>,
+    by_root: BTreeMap<[u8; BP_BYTES], usize>,
+    /// Manifests computed by reading the pool (cache misses).
+    pub computed: u64,
+}
+
+impl ManifestStore {
+    /// The manifest body of id `id`.
+    #[must_use]
+    pub fn text(&self, id: usize) -> &str {
+        &self.texts[id]
+    }
+
+    /// The id of the manifest of `name`, whose objset root is `root`.
+    fn id(
+        &mut self,
+        spa: &mut Spa,
+        name: &str,
+        root: &BlkPtr,
+        cache: bool,
+    ) -> Result<usize, String> {
+        let mut key = [0u8; BP_BYTES];
+        root.encode(&mut key);
+        if cache {
+            if let Some(&id) = self.by_root.get(&key) {
+                return Ok(id);
+            }
+        }
+        let text = oracle::manifest::manifest(spa, name)
+            .map_err(|e| format!("manifest of {name} unreadable: {e}"))?;
+        self.computed += 1;
+        let body = text.split_once('\n').map_or("", |(header, body)| {
+            assert!(header.starts_with("# manifest v1"), "{header}");
+            body
+        });
+        let next = self.texts.len();
+        let id = *self.by_text.entry(body.to_owned()).or_insert(next);
+        if id == next {
+            self.texts.push(body.to_owned());
+        }
+        if cache {
+            self.by_root.insert(key, id);
+        }
+        assert!(id < self.texts.len());
+        Ok(id)
+    }
+}
+
+/// The fingerprint of `spa` as it is now (meaningful when no change is pending).
 ///
 /// # Errors
-/// Unknown scenario or an internal failure.
+/// A read error or an inconsistency between the pool's listings, described.
+pub fn fingerprint(
+    spa: &mut Spa,
+    store: &mut ManifestStore,
+    cache: bool,
+) -> Result<Fingerprint, String> {
+    let (trees, _) = spa.pool_trees();
+    let mut datasets = Vec::new();
+    for fs in spa.datasets() {
+        let tree = trees.iter().find(|t| t.name == fs).ok_or(format!("{fs}: no synced tree"))?;
+        let infos = spa.snapshots(&fs).map_err(|e| format!("snapshots of {fs}: {e}"))?;
+        if infos.len() != tree.snapshots.len() {
+            return Err(format!("{fs}: snapshot list and trees disagree"));
+        }
+        let mut snapshots = Vec::with_capacity(infos.len());
+        for (info, (_, txg, root)) in infos.into_iter().zip(&tree.snapshots) {
+            if info.creation_txg != *txg {
+                return Err(format!(
+                    "{}: listed txg {} vs tree txg {txg}",
+                    info.name, info.creation_txg
+                ));
+            }
+            let manifest = store.id(spa, &info.name, root, cache)?;
+            snapshots.push(SnapPrint {
+                name: info.name,
+                guid: info.guid,
+                creation_txg: info.creation_txg,
+                creation_time: info.creation_time,
+                manifest,
+            });
+        }
+        let props = spa.dataset_props(&fs).map_err(|e| format!("props of {fs}: {e}"))?;
+        let head = store.id(spa, &fs, &tree.head, cache)?;
+        datasets.push(DatasetPrint { name: fs, props: format!("{props:?}"), snapshots, head });
+    }
+    Ok(Fingerprint { datasets })
+}
+
+/// What the first difference between two fingerprints is, if any.
+#[must_use]
+pub fn first_difference(
+    store: &ManifestStore,
+    got: &Fingerprint,
+    want: &Fingerprint,
+) -> Option<String> {
+    let names = |f: &Fingerprint| f.datasets.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
+    if names(got) != names(want) {
+        return Some(format!("datasets {:?}, want {:?}", names(got), names(want)));
+    }
+    for (g, w) in got.datasets.iter().zip(&want.datasets) {
+        if g.props != w.props {
+            return Some(format!("{}: props {}, want {}", g.name, g.props, w.props));
+        }
+        let snaps = |d: &DatasetPrint| {
+            d.snapshots.iter().map(|s| (s.name.clone(), s.guid, s.creation_txg)).collect::<Vec<_>>()
+        };
+        if snaps(g) != snaps(w) {
+            return Some(format!("{}: snapshots {:?}, want {:?}", g.name, snaps(g), snaps(w)));
+        }
+        let pairs = g.snapshots.iter().map(|s| (&s.name, s.manifest));
+        let wants = w.snapshots.iter().map(|s| s.manifest);
+        let heads = std::iter::once((&g.name, g.head)).zip(std::iter::once(w.head));
+        for ((name, gid), wid) in pairs.zip(wants).chain(heads) {
+            if gid != wid {
+                return Some(format!(
+                    "{name}: {}",
+                    manifest_diff(store.text(gid), store.text(wid))
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The first differing manifest line.
+fn manifest_diff(got: &str, want: &str) -> String {
+    let (mut g, mut w) = (got.lines(), want.lines());
+    loop {
+        match (g.next(), w.next()) {
+            (Some(a), Some(b)) if a == b => continue,
+            (a, b) => {
+                let show = |l: Option<&str>| l.map_or("(end)".to_owned(), str::to_owned);
+                return format!("manifest line {:?}, want {:?}", show(a), show(b));
+            }
+        }
+    }
+}
+
+/// One committed txg of the recording.
+#[derive(Clone, Debug)]
+pub struct TxgRecord {
+    /// The scenario step that committed it (`"snapshot"`, `"create"`, ...).
+    pub step: String,
+    /// The pool's fingerprint right after it committed.
+    pub print: Fingerprint,
+}
+
+/// A scenario run on a recording disk: the event log and the fingerprint of every txg.
+#[derive(Clone, Debug)]
+pub struct ScenarioRecording {
+    /// Scenario name.
+    pub name: String,
+    /// Device size used.
+    pub device_bytes: u64,
+    /// The disk's events from a zeroed device.
+    pub recording: Recording,
+    /// Every committed txg, ascending and consecutive.
+    pub txgs: BTreeMap<u64, TxgRecord>,
+    /// Manifests of the recorded fingerprints.
+    pub manifests: ManifestStore,
+}
+
+/// The smallest device (`EXPLORE_DEVICE_BYTES_MIN` doubled as needed) scenario `name`
+/// builds on, probed on an in-memory device.
+///
+/// # Errors
+/// `UnknownScenario`; `Build` when even `EXPLORE_DEVICE_BYTES_MAX` does not do.
+pub fn device_bytes_for(name: &str) -> Result<u64, ExploreError> {
+    if golden::about(name).is_none() {
+        return Err(ExploreError::UnknownScenario(name.to_owned()));
+    }
+    let mut device_bytes = EXPLORE_DEVICE_BYTES_MIN;
+    loop {
+        let dev = Box::new(MemoryDevice::new(device_bytes));
+        match golden::build_on(name, dev, &mut |_, _| {}) {
+            Ok(_) => return Ok(device_bytes),
+            Err(source) if device_bytes >= EXPLORE_DEVICE_BYTES_MAX => {
+                return Err(ExploreError::Build { name: name.to_owned(), device_bytes, source });
+            }
+            Err(_) => device_bytes *= 2,
+        }
+    }
+}
+
+/// The hook's bookkeeping while a scenario runs.
+struct Recorder {
+    txgs: BTreeMap<u64, TxgRecord>,
+    store: ManifestStore,
+    cache: bool,
+    failure: Option<String>,
+}
+
+impl Recorder {
+    /// After each step: a newly committed txg is fingerprinted (the pool must be clean).
+    fn step(&mut self, spa: &mut Spa, step: &str) {
+        let synced = spa.last_synced_txg();
+        let last = self.txgs.last_key_value().map(|(&t, _)| t);
+        if self.failure.is_some() || last == Some(synced) {
+            return;
+        }
+        if last.is_some_and(|t| synced != t + 1) {
+            self.failure = Some(format!("step {step} committed txgs {last:?}+1..={synced}"));
+            return;
+        }
+        if spa.is_dirty() || spa.syncing_txg().is_some() {
+            self.failure = Some(format!("step {step} committed txg {synced} but left changes"));
+            return;
+        }
+        match fingerprint(spa, &mut self.store, self.cache) {
+            Ok(print) => {
+                self.txgs.insert(synced, TxgRecord { step: step.to_owned(), print });
+            }
+            Err(e) => self.failure = Some(format!("txg {synced}: {e}")),
+        }
+    }
+}
+
+/// Run scenario `name` on a recording disk of `device_bytes` (faults off, a cache that
+/// never destages) and fingerprint every committed txg.
+///
+/// # Errors
+/// `UnknownScenario`, `Build`, `Recording`.
+pub fn record_scenario(
+    name: &str,
+    device_bytes: u64,
+    manifest_cache: bool,
+) -> Result<ScenarioRecording, ExploreError> {
+    let config = DiskConfig {
+        cache_capacity_writes: CACHE_CAPACITY_WRITES_MAX,
+        faults: FaultConfig::NONE,
+        record_events: true,
+    };
+    let disk = SimDisk::new(device_bytes, config, 0);
+    let mut rec = Recorder {
+        txgs: BTreeMap::new(),
+        store: ManifestStore::default(),
+        cache: manifest_cache,
+        failure: None,
+    };
+    let built =
+        golden::build_on(name, Box::new(disk.clone()), &mut |spa, step| rec.step(spa, step));
+    let inconsistent = |reason: String| ExploreError::Recording { name: name.to_owned(), reason };
+    match built {
+        Ok(sc) => drop(sc),
+        Err(golden::GoldenError::UnknownScenario(n)) => {
+            return Err(ExploreError::UnknownScenario(n));
+        }
+        Err(source) => {
+            return Err(ExploreError::Build { name: name.to_owned(), device_bytes, source });
+        }
+    }
+    if let Some(reason) = rec.failure {
+        return Err(inconsistent(reason));
+    }
+    let recording = disk.take_recording().ok_or_else(|| inconsistent("not recording".into()))?;
+    if disk.cached_writes() != 0 {
+        return Err(inconsistent("writes still cached after the final sync".into()));
+    }
+    assert!(!rec.txgs.is_empty(), "pool creation commits a txg");
+    let out = ScenarioRecording {
+        name: name.to_owned(),
+        device_bytes,
+        recording,
+        txgs: rec.txgs,
+        manifests: rec.store,
+    };
+    Timeline::new(&out, &out.recording.events).map_err(inconsistent)?;
+    Ok(out)
+}
+
+/// A deliberately broken disk, made by rewriting a correct recording's event log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskBug {
+    /// The disk as recorded.
+    None,
+    /// Every flush directly followed by an uberblock write returns Ok and persists nothing.
+    DropFlushBeforeUberblock,
+    /// Every flush returns Ok and persists nothing.
+    LyingFlush,
+}
+
+/// The byte range of the uberblock ring of label `l` on a device of `device_bytes`.
+fn ring_range(l: u64, device_bytes: u64) -> std::ops::Range<u64> {
+    let start = label_offset(l, device_bytes) + VDEV_LABEL_HEADER_SIZE;
+    start..label_offset(l, device_bytes) + VDEV_LABEL_SIZE
+}
+
+/// If event `e` writes an uberblock slot, the txg and label it commits.
+fn uberblock_write(e: &DiskEvent, device_bytes: u64) -> Option<(u64, u64)> {
+    let DiskEvent::Write { offset, data } = e else { return None };
+    let end = offset + data.len() as u64;
+    let l = (0..VDEV_LABELS).find(|&l| {
+        let ring = ring_range(l, device_bytes);
+        *offset >= ring.start && end <= ring.end
+    })?;
+    let ub = UberblockPhys::decode(data, *offset)?;
+    assert_eq!(uberblock_offset(l, device_bytes, ub.txg), *offset, "txg {} slot", ub.txg);
+    Some((ub.txg, l))
+}
+
+/// The event log of `events` as a disk with `bug` would have recorded it. A dropped flush
+/// becomes the disk's own `LyingFlush` fault event, so event indices stay the same.
+#[must_use]
+pub fn apply_bug(events: &[DiskEvent], bug: DiskBug, device_bytes: u64) -> Vec<DiskEvent> {
+    let lying = DiskEvent::Fault(FaultEvent::LyingFlush);
+    let mut out = events.to_vec();
+    for (i, e) in events.iter().enumerate() {
+        if *e != DiskEvent::Flush {
+            continue;
+        }
+        let drop = match bug {
+            DiskBug::None => false,
+            DiskBug::LyingFlush => true,
+            DiskBug::DropFlushBeforeUberblock => {
+                events.get(i + 1).and_then(|n| uberblock_write(n, device_bytes)).is_some()
+            }
+        };
+        if drop {
+            out[i] = lying.clone();
+        }
+    }
+    assert_eq!(out.len(), events.len());
+    out
+}
+
+/// True for a flush as the engine saw it: a good one, or one that lied (returned Ok).
+fn is_flush(e: &DiskEvent) -> bool {
+    matches!(e, DiskEvent::Flush | DiskEvent::Fault(FaultEvent::LyingFlush))
+}
+
+/// The durability bounds at every event of a log, from the engine's point of view.
+///
+/// lower(k): the newest txg whose uberblock writes (both labels) were followed by a flush
+/// that returned Ok at or before event k: committed, so it must survive a crash after k.
+/// upper(k): the newest txg that started syncing at or before k: the newest uberblock
+/// written by then, or the txg after lower(k) once any event followed lower(k)'s flush
+/// (every write of the engine belongs to a sync). Before the first commit lower is None
+/// and a failed import ('not a pool', no valid uberblock) is acceptable.
+#[derive(Clone, Debug)]
+pub struct Timeline {
+    lower: Vec<Option<u64>>,
+    upper: Vec<u64>,
+    /// Event index -> (txg, label) of every uberblock write.
+    ub_writes: BTreeMap<usize, (u64, u64)>,
+}
+
+impl Timeline {
+    /// Bounds for `events` (the recording's log or a rewrite of it by `apply_bug`).
+    ///
+    /// # Errors
+    /// The log's uberblocks disagree with the recorded txgs.
+    pub fn new(rec: &ScenarioRecording, events: &[DiskEvent]) -> Result<Self, String> {
+        let next_txg = |t: Option<u64>| match t {
+            None => rec.txgs.keys().next().copied(),
+            Some(t) => rec.txgs.range(t + 1..).next().map(|(&n, _)| n),
+        };
+        let mut tl = Self { lower: Vec::new(), upper: Vec::new(), ub_writes: BTreeMap::new() };
+        let (mut lower, mut newest_ub, mut busy) = (None, 0, false);
+        let mut pending: BTreeMap<u64, u64> = BTreeMap::new();
+        for (i, e) in events.iter().enumerate() {
+            if let Some((txg, l)) = uberblock_write(e, rec.device_bytes) {
+                tl.ub_writes.insert(i, (txg, l));
+                *pending.entry(txg).or_default() += 1;
+                newest_ub = newest_ub.max(txg);
+            }
+            if is_flush(e) {
+                for (&txg, &labels) in &pending {
+                    if labels >= VDEV_LABELS && lower.is_none_or(|t| txg > t) {
+                        (lower, busy) = (Some(txg), false);
+                    }
+                }
+                pending.clear();
+            } else if matches!(e, DiskEvent::Write { .. }) {
+                busy = true;
+            }
+            let started = if busy { next_txg(lower).unwrap_or(0) } else { 0 };
+            tl.lower.push(lower);
+            tl.upper.push(started.max(newest_ub).max(lower.unwrap_or(0)));
+        }
+        let ub_txgs: BTreeSet<u64> = tl.ub_writes.values().map(|&(t, _)| t).collect();
+        let recorded: BTreeSet<u64> = rec.txgs.keys().copied().collect();
+        if ub_txgs != recorded {
+            return Err(format!("uberblocks for txgs {ub_txgs:?}, pool committed {recorded:?}"));
+        }
+        assert_eq!(tl.lower.len(), events.len());
+        Ok(tl)
+    }
+
+    /// The bounds right after event `k`.
+    #[must_use]
+    pub fn bounds(&self, k: usize) -> (Option<u64>, u64) {
+        (self.lower[k], self.upper[k])
+    }
+}
+
+/// What a crash keeps of one cached write.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Keep {
+    Nothing,
+    All,
+    Sectors(Vec<bool>),
+}
+
+impl Keep {
+    /// The canonical form: `Sectors` only when some but not all sectors are kept.
+    fn canonical(sectors: Vec<bool>) -> Self {
+        if sectors.iter().all(|&k| k) {
+            Self::All
+        } else if sectors.iter().all(|&k| !k) {
+            Self::Nothing
+        } else {
+            Self::Sectors(sectors)
+        }
+    }
+}
+
+/// A write's data with the sectors a crash kept.
+#[derive(Clone, Debug)]
+struct KeptWrite {
+    offset: u64,
+    data: Arc<[u8]>,
+    sectors: Option<Vec<bool>>,
+}
+
+/// The device a crash leaves: a shared durable image, the kept parts of the cached
+/// writes on top (in write order), and a private overlay for anything the importer writes.
+#[derive(Clone)]
+struct CrashDevice {
+    base: Arc<Vec<u8>>,
+    kept: Vec<KeptWrite>,
+    written: Vec<(u64, Vec<u8>)>,
+}
+
+/// Copy into `buf` (at `buf_offset`) the sectors of `data` (at `data_offset`) that overlap it
+/// and that `sectors` keeps (all when `None`).
+fn overlay_sectors(
+    buf: &mut [u8],
+    buf_offset: u64,
+    data: &[u8],
+    data_offset: u64,
+    sectors: Option<&[bool]>,
+) {
+    assert_eq!(data.len() % SECTOR_BYTES, 0, "write of {} B", data.len());
+    if let Some(keep) = sectors {
+        assert_eq!(keep.len() * SECTOR_BYTES, data.len(), "choices do not match the write");
+    }
+    let start = buf_offset.max(data_offset);
+    let end = (buf_offset + buf.len() as u64).min(data_offset + data.len() as u64);
+    let mut at = start;
+    while at < end {
+        let s = usize::try_from((at - data_offset) / SECTOR_SIZE).expect("small");
+        let run_end = match sectors {
+            None => end,
+            Some(_) => (at + SECTOR_SIZE).min(end),
+        };
+        if sectors.is_none_or(|k| k[s]) {
+            let len = usize::try_from(run_end - at).expect("small");
+            let to = usize::try_from(at - buf_offset).expect("small");
+            let from = usize::try_from(at - data_offset).expect("small");
+            buf[to..to + len].copy_from_slice(&data[from..from + len]);
+        }
+        at = run_end;
+    }
+}
+
+impl BlockDevice for CrashDevice {
+    fn size_bytes(&self) -> u64 {
+        self.base.len() as u64
+    }
+
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), VdevError> {
+        check_range(offset, buf.len() as u64, self.size_bytes())?;
+        let at = usize::try_from(offset).expect("checked");
+        buf.copy_from_slice(&self.base[at..at + buf.len()]);
+        for w in self.kept.iter() {
+            overlay_sectors(buf, offset, &w.data, w.offset, w.sectors.as_deref());
+        }
+        for (o, data) in &self.written {
+            overlay_sectors(buf, offset, data, *o, None);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), VdevError> {
+        check_range(offset, data.len() as u64, self.size_bytes())?;
+        self.written.push((offset, data.to_vec()));
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), VdevError> {
+        Ok(())
+    }
+}
+
+/// One crash state that broke a property.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Ordinal of the crash point among all crash points (0-based).
+    pub crash_point: u64,
+    /// Index of the event the crash follows.
+    pub event: usize,
+    /// That event, described.
+    pub event_desc: String,
+    /// Which cached writes (or sectors) the state kept.
+    pub subset: String,
+    /// Newest committed txg (None: none yet).
+    pub lower: Option<u64>,
+    /// Newest txg that started syncing.
+    pub upper: u64,
+    /// Txg the pool imported at, if it imported.
+    pub imported_txg: Option<u64>,
+    /// Which properties broke.
+    pub kinds: Vec<ViolationKind>,
+    /// What was wrong.
+    pub what: String,
+}
+
+/// The property a crash state broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ViolationKind {
+    /// Import failed although a txg had been committed (its uberblock flushed).
+    ImportFailed,
+    /// The pool imported at a txg outside [lower, upper].
+    OutOfRange,
+    /// A newer uberblock verifies but its tree did not: blocks were not durable before it.
+    Rewound,
+    /// `oracle::integrity::check` failed.
+    Integrity,
+    /// The fingerprint could not be read (a manifest read failed).
+    Unreadable,
+    /// The pool's fingerprint equals no txg's in [lower, upper].
+    Mismatch,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lower = self.lower.map_or("none".to_owned(), |t| t.to_string());
+        let imported = self.imported_txg.map_or("no import".to_owned(), |t| format!("txg {t}"));
+        write!(
+            f,
+            "crash point #{} (after event {}: {}), {}; expected txg in [{lower}, {}]; {imported}: \
+             {}",
+            self.crash_point, self.event, self.event_desc, self.subset, self.upper, self.what
+        )
+    }
+}
+
+/// What an exploration checked and found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExploreReport {
+    /// Scenario name.
+    pub scenario: String,
+    /// Device size.
+    pub device_bytes: u64,
+    /// Events in the log.
+    pub events: usize,
+    /// Committed txgs of the recording.
+    pub txgs: Vec<u64>,
+    /// Crash points (one after every write and flush).
+    pub crash_points: u64,
+    /// Crash states imported and checked.
+    pub states: u64,
+    /// States whose import failed before any txg was committed (acceptable).
+    pub no_pool_yet: u64,
+    /// States per imported txg.
+    pub imported: BTreeMap<u64, u64>,
+    /// Manifests computed by reading a pool (the rest came from the root-pointer cache).
+    pub manifests_computed: u64,
+    /// Violating states.
+    pub violations: u64,
+    /// Violations per broken property (a state may break several).
+    pub kinds: BTreeMap<ViolationKind, u64>,
+    /// The first `EXPLORE_VIOLATIONS_KEPT` violations.
+    pub first: Vec<Violation>,
+}
+
+impl fmt::Display for ExploreReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (first, last) = (self.txgs.first().unwrap_or(&0), self.txgs.last().unwrap_or(&0));
+        writeln!(
+            f,
+            "explore {}: {} MiB device, {} disk events, txgs {first}..={last}",
+            self.scenario,
+            self.device_bytes >> 20,
+            self.events
+        )?;
+        writeln!(
+            f,
+            "crash points: {}  states checked: {}  failed imports before the first commit \
+             (accepted): {}",
+            self.crash_points, self.states, self.no_pool_yet
+        )?;
+        let per_txg: Vec<String> = self.imported.iter().map(|(t, n)| format!("{t}:{n}")).collect();
+        writeln!(f, "states per imported txg: {}", per_txg.join(" "))?;
+        writeln!(f, "manifests computed: {}", self.manifests_computed)?;
+        write!(f, "violations: {}", self.violations)?;
+        if !self.kinds.is_empty() {
+            let kinds: Vec<String> = self.kinds.iter().map(|(k, n)| format!("{k:?}:{n}")).collect();
+            write!(f, " ({})", kinds.join(" "))?;
+        }
+        for v in self.first.iter().take(EXPLORE_VIOLATIONS_SHOWN) {
+            write!(f, "\n  {v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// True for events after which a crash is explored: writes and flushes (lying ones too).
+fn is_crash_point(e: &DiskEvent) -> bool {
+    matches!(e, DiskEvent::Write { .. }) || is_flush(e)
+}
+
+/// The writes event `i` makes durable, given the replay right before it.
+fn durable_writes(events: &[DiskEvent], i: usize, before: &Replayer<'_>) -> Vec<usize> {
+    match &events[i] {
+        DiskEvent::Flush => before.cached_writes(),
+        DiskEvent::Destage { write } => vec![*write],
+        _ => Vec::new(),
+    }
+}
+
+/// The durable side of the replay, kept shareable: the image (an `Arc` that crash devices
+/// borrow and that is updated in place once they are gone, so a flush costs its writes, not
+/// a device copy) and the uberblock slot model: slot offset -> the txg of the valid
+/// uberblock it holds (None: zeroed, torn or overwritten by other data).
+struct Durable {
+    image: Arc<Vec<u8>>,
+    slots: BTreeMap<u64, Option<u64>>,
+}
+
+impl Durable {
+    fn new(base_image: Vec<u8>) -> Self {
+        assert_eq!(base_image.len() % SECTOR_BYTES, 0, "base image not sector aligned");
+        Self { image: Arc::new(base_image), slots: BTreeMap::new() }
+    }
+
+    /// Write event `w` became durable.
+    fn apply(&mut self, ex: &Explorer<'_>, w: usize) {
+        let DiskEvent::Write { offset, data } = &ex.events[w] else {
+            panic!("invariant: durable event {w} is a write");
+        };
+        let at = usize::try_from(*offset).expect("invariant: offset fits usize");
+        Arc::make_mut(&mut self.image)[at..at + data.len()].copy_from_slice(data);
+        ex.slot_effects(w, &Keep::All, &mut self.slots);
+    }
+
+    fn corrupt(&mut self, offset: u64, mask: u8) {
+        let at = usize::try_from(offset).expect("invariant: offset fits usize");
+        Arc::make_mut(&mut self.image)[at] ^= mask;
+        for (&slot, txg) in &mut self.slots {
+            if (slot..slot + UBERBLOCK_SLOT_SIZE).contains(&offset) {
+                *txg = None;
+            }
+        }
+    }
+}
+
+/// Explore every crash point of `events` (the recording's log, or a rewrite by
+/// `apply_bug`) against the fingerprints of `rec`.
+///
+/// # Errors
+/// `Recording` when the log's uberblocks disagree with the recorded txgs.
+pub fn explore(
+    rec: &ScenarioRecording,
+    events: &[DiskEvent],
+    cfg: &ExploreConfig,
+) -> Result<ExploreReport, ExploreError> {
+    explore_with(rec, events, cfg, false)
+}
+
+/// `explore`; with `cross_check`, every state's uberblock slot model is compared with the
+/// engine's own reading of the rings (`Spa::uberblock_txgs`), at twice the ring cost.
+fn explore_with(
+    rec: &ScenarioRecording,
+    events: &[DiskEvent],
+    cfg: &ExploreConfig,
+    cross_check: bool,
+) -> Result<ExploreReport, ExploreError> {
+    assert!(cfg.sample >= 2, "a sample holds the empty and the full set");
+    assert!(cfg.subsets_all_max <= EXPLORE_SUBSETS_ALL_LIMIT, "2^{}", cfg.subsets_all_max);
+    let timeline = Timeline::new(rec, events)
+        .map_err(|reason| ExploreError::Recording { name: rec.name.clone(), reason })?;
+    let report = ExploreReport {
+        scenario: rec.name.clone(),
+        device_bytes: rec.device_bytes,
+        events: events.len(),
+        txgs: rec.txgs.keys().copied().collect(),
+        ..ExploreReport::default()
+    };
+    let mut ex = Explorer {
+        rec,
+        events,
+        timeline,
+        cfg: *cfg,
+        store: rec.manifests.clone(),
+        rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+        report,
+        cross_check,
+    };
+    let mut replayer = Replayer::new(rec.recording.base_image.clone(), events);
+    let mut durable = Durable::new(rec.recording.base_image.clone());
+    let mut next = 0;
+    for k in (0..events.len()).filter(|&k| is_crash_point(&events[k])) {
+        while next <= k {
+            let drained = durable_writes(events, next, &replayer);
+            replayer.advance_to(next);
+            for w in drained {
+                durable.apply(&ex, w);
+            }
+            if let DiskEvent::Fault(FaultEvent::Corruption { offset, mask }) = &events[next] {
+                durable.corrupt(*offset, *mask);
+            }
+            next += 1;
+        }
+        ex.crash_point(k, &durable, &replayer.cached_writes());
+    }
+    assert!(durable.image[..] == *replayer.durable_image(), "durable image diverged");
+    ex.report.manifests_computed = ex.store.computed - rec.manifests.computed;
+    assert!(ex.report.states >= ex.report.crash_points, "every crash point has a state");
+    Ok(ex.report)
+}
+
+/// A state's verdict: Ok(imported txg, or None for an acceptable failed import), or
+/// Err(imported txg if any, every property broken with what was seen).
+type Judgement = Result<Option<u64>, (Option<u64>, Vec<(ViolationKind, String)>)>;
+
+/// The exploration in progress.
+struct Explorer<'a> {
+    rec: &'a ScenarioRecording,
+    events: &'a [DiskEvent],
+    timeline: Timeline,
+    cfg: ExploreConfig,
+    store: ManifestStore,
+    rng: ChaCha8Rng,
+    report: ExploreReport,
+    cross_check: bool,
+}
+
+impl Explorer<'_> {
+    fn sectors_of(&self, write: usize) -> usize {
+        let DiskEvent::Write { data, .. } = &self.events[write] else {
+            panic!("invariant: cached event {write} is a write");
+        };
+        assert_eq!(data.len() % SECTOR_BYTES, 0, "write of {} B", data.len());
+        data.len() / SECTOR_BYTES
+    }
+
+    /// Check every chosen state of the crash right after event `k`.
+    fn crash_point(&mut self, k: usize, durable: &Durable, cached: &[usize]) {
+        let variants = self.variants(cached);
+        assert!(!variants.is_empty(), "the empty subset is always checked");
+        self.report.crash_points += 1;
+        for keep in &variants {
+            self.check_state(k, durable, cached, keep);
+        }
+    }
+
+    /// What a crash keeping `keep` of write `w` does to the uberblock slots: a whole
+    /// uberblock write makes its slot hold its txg; a torn one, or any other data over a
+    /// ring, leaves the slots it touches invalid (their embedded checksums fail).
+    fn slot_effects(&self, w: usize, keep: &Keep, slots: &mut BTreeMap<u64, Option<u64>>) {
+        let DiskEvent::Write { offset, data } = &self.events[w] else {
+            panic!("invariant: event {w} is a write");
+        };
+        if *keep == Keep::Nothing {
+            return;
+        }
+        if let Some(&(txg, _)) = self.timeline.ub_writes.get(&w) {
+            slots.insert(*offset, (*keep == Keep::All).then_some(txg));
+            return;
+        }
+        let end = offset + data.len() as u64;
+        for l in 0..VDEV_LABELS {
+            let ring = ring_range(l, self.rec.device_bytes);
+            let skip = offset.saturating_sub(ring.start) / UBERBLOCK_SLOT_SIZE;
+            let mut slot = ring.start + skip * UBERBLOCK_SLOT_SIZE;
+            while slot < ring.end.min(end) {
+                slots.insert(slot, None);
+                slot += UBERBLOCK_SLOT_SIZE;
+            }
+        }
+    }
+
+    /// The newest txg whose uberblock verifies in the state (durable slots, then the kept
+    /// cached writes in order): import must take it, its tree being durable before it.
+    fn newest_uberblock(&self, durable: &Durable, cached: &[usize], keep: &[Keep]) -> Option<u64> {
+        let mut touched = BTreeMap::new();
+        for (&w, k) in cached.iter().zip(keep) {
+            self.slot_effects(w, k, &mut touched);
+        }
+        let untouched = durable.slots.iter().filter(|(slot, _)| !touched.contains_key(*slot));
+        untouched.chain(touched.iter()).filter_map(|(_, txg)| *txg).max()
+    }
+
+    /// The states of one crash point: whole-write subsets (all, or a sample with the empty
+    /// and the full set), then torn / per-sector variants; duplicates removed, order kept.
+    fn variants(&mut self, cached: &[usize]) -> Vec<Vec<Keep>> {
+        let n = cached.len();
+        let mut out: Vec<Vec<Keep>> = Vec::new();
+        let mut seen: BTreeSet<Vec<Keep>> = BTreeSet::new();
+        let mut add = |v: Vec<Keep>| {
+            assert_eq!(v.len(), n);
+            if seen.insert(v.clone()) {
+                out.push(v);
+            }
+        };
+        if n <= self.cfg.subsets_all_max {
+            for mask in 0..1u64 << n {
+                add((0..n)
+                    .map(|i| if mask >> i & 1 == 1 { Keep::All } else { Keep::Nothing })
+                    .collect());
+            }
+        } else {
+            add(vec![Keep::Nothing; n]);
+            add(vec![Keep::All; n]);
+            for _ in 2..self.cfg.sample {
+                let rate = self.rng.random_range(0..=RATE_PPM_MAX);
+                let rng = &mut self.rng;
+                let keep = (0..n).map(|_| {
+                    if rng.random_range(0..RATE_PPM_MAX) < rate {
+                        Keep::All
+                    } else {
+                        Keep::Nothing
+                    }
+                });
+                add(keep.collect());
+            }
+        }
+        for j in 0..self.cfg.torn_variants {
+            if let Some(v) = self.torn_variant(cached, j) {
+                add(v);
+            }
+        }
+        out
+    }
+
+    /// Variant `j`: even, a write torn after a prefix of its sectors with every older cached
+    /// write kept and every newer one lost (power failed while it was in flight); odd, an
+    /// independent choice per sector of every cached write at a random keep rate.
+    fn torn_variant(&mut self, cached: &[usize], j: usize) -> Option<Vec<Keep>> {
+        let sectors: Vec<usize> = cached.iter().map(|&w| self.sectors_of(w)).collect();
+        if j.is_multiple_of(2) {
+            let multi: Vec<usize> = (0..cached.len()).filter(|&i| sectors[i] > 1).collect();
+            if multi.is_empty() {
+                return None;
+            }
+            let torn = multi[self.rng.random_range(0..multi.len())];
+            let prefix = self.rng.random_range(1..sectors[torn]);
+            let keep = (0..cached.len()).map(|i| match i.cmp(&torn) {
+                std::cmp::Ordering::Less => Keep::All,
+                std::cmp::Ordering::Equal => {
+                    Keep::canonical((0..sectors[torn]).map(|s| s < prefix).collect())
+                }
+                std::cmp::Ordering::Greater => Keep::Nothing,
+            });
+            return Some(keep.collect());
+        }
+        if cached.is_empty() {
+            return None;
+        }
+        let rate = self.rng.random_range(0..=RATE_PPM_MAX);
+        let mut keep = Vec::with_capacity(sectors.len());
+        for &len in &sectors {
+            let choice = (0..len).map(|_| self.rng.random_range(0..RATE_PPM_MAX) < rate);
+            keep.push(Keep::canonical(choice.collect()));
+        }
+        Some(keep)
+    }
+
+    /// Import and check one crash state.
+    fn check_state(&mut self, k: usize, durable: &Durable, cached: &[usize], keep: &[Keep]) {
+        assert_eq!(cached.len(), keep.len());
+        self.report.states += 1;
+        let kept = cached.iter().zip(keep).filter_map(|(&w, keep)| {
+            let DiskEvent::Write { offset, data } = &self.events[w] else {
+                panic!("invariant: cached event {w} is a write");
+            };
+            let sectors = match keep {
+                Keep::Nothing => return None,
+                Keep::All => None,
+                Keep::Sectors(s) => Some(s.clone()),
+            };
+            Some(KeptWrite { offset: *offset, data: Arc::clone(data), sectors })
+        });
+        let dev = CrashDevice {
+            base: Arc::clone(&durable.image),
+            kept: kept.collect(),
+            written: Vec::new(),
+        };
+        let newest_ub = self.newest_uberblock(durable, cached, keep);
+        if self.cross_check {
+            let mut probe = CrashDevice { written: Vec::new(), ..dev.clone() };
+            // Without a label the import fails first and the model is not consulted.
+            if let Ok(txgs) = Spa::uberblock_txgs(&mut probe) {
+                let engine = txgs.first().copied();
+                assert_eq!(newest_ub, engine, "slot model vs rings after event {k}, {keep:?}");
+            }
+        }
+        let (lower, upper) = self.timeline.bounds(k);
+        match self.judge(dev, lower, upper, newest_ub) {
+            Ok(Some(txg)) => *self.report.imported.entry(txg).or_default() += 1,
+            Ok(None) => self.report.no_pool_yet += 1,
+            Err((imported_txg, problems)) => {
+                self.report.violations += 1;
+                for (kind, _) in &problems {
+                    *self.report.kinds.entry(*kind).or_default() += 1;
+                }
+                if self.report.first.len() < EXPLORE_VIOLATIONS_KEPT {
+                    let kinds = problems.iter().map(|(k, _)| *k).collect();
+                    let what: Vec<String> = problems.into_iter().map(|(_, w)| w).collect();
+                    let v = Violation {
+                        crash_point: self.report.crash_points - 1,
+                        event: k,
+                        event_desc: self.describe_event(k),
+                        subset: self.describe_subset(cached, keep),
+                        lower,
+                        upper,
+                        imported_txg,
+                        kinds,
+                        what: what.join("; "),
+                    };
+                    self.report.first.push(v);
+                }
+            }
+        }
+    }
+
+    /// Import `dev` and judge it against the bounds and the newest valid uberblock.
+    fn judge(
+        &mut self,
+        dev: CrashDevice,
+        lower: Option<u64>,
+        upper: u64,
+        newest_ub: Option<u64>,
+    ) -> Judgement {
+        let mut spa = match Spa::import(Box::new(dev), SpaConfig::default(), None) {
+            Ok(spa) => spa,
+            Err(_) if lower.is_none() => return Ok(None),
+            Err(e) => {
+                return Err((None, vec![(ViolationKind::ImportFailed, format!("import: {e}"))]))
+            }
+        };
+        let txg = spa.last_synced_txg();
+        let lo = lower.unwrap_or(0);
+        let mut problems = Vec::new();
+        if txg < lo || txg > upper {
+            let what = format!("imported txg {txg} outside [{lo}, {upper}]");
+            problems.push((ViolationKind::OutOfRange, what));
+        }
+        if let Some(newest) = newest_ub.filter(|&n| n != txg) {
+            let what = format!(
+                "the uberblock of txg {newest} verifies but import took txg {txg}: txg \
+                 {newest}'s blocks were not durable before its uberblock"
+            );
+            problems.push((ViolationKind::Rewound, what));
+        }
+        if let Err(e) = oracle::integrity::check(&mut spa) {
+            problems.push((ViolationKind::Integrity, clip(&format!("integrity: {e}"))));
+        }
+        match fingerprint(&mut spa, &mut self.store, self.cfg.manifest_cache) {
+            Err(e) => problems.push((ViolationKind::Unreadable, clip(&e))),
+            Ok(print) => {
+                let matches = |t: &u64| self.rec.txgs.get(t).is_some_and(|r| r.print == print);
+                if !(lo..=upper).any(|t| matches(&t)) {
+                    problems.push((ViolationKind::Mismatch, self.mismatch(&print, txg, lo, upper)));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(Some(txg))
+        } else {
+            Err((Some(txg), problems))
+        }
+    }
+
+    /// Describe a fingerprint that matches no txg of the range: its first difference from
+    /// the imported txg's recorded state (or from `upper`'s).
+    fn mismatch(&self, print: &Fingerprint, txg: u64, lo: u64, upper: u64) -> String {
+        let want = if self.rec.txgs.contains_key(&txg) { txg } else { upper };
+        let diff = self.rec.txgs.get(&want).map_or("no such txg recorded".to_owned(), |r| {
+            first_difference(&self.store, print, &r.print)
+                .unwrap_or_else(|| "equal (outside the range)".to_owned())
+        });
+        clip(&format!("state matches no txg in [{lo}, {upper}]; against txg {want}: {diff}"))
+    }
+
+    fn describe_event(&self, k: usize) -> String {
+        let e = &self.events[k];
+        if let Some((txg, l)) = uberblock_write(e, self.rec.device_bytes) {
+            let step = self.rec.txgs.get(&txg).map_or("?", |r| r.step.as_str());
+            return format!("uberblock write of txg {txg} ({step}), label {l}");
+        }
+        match e {
+            DiskEvent::Write { offset, data } => {
+                format!("write of {} B at {offset:#x}", data.len())
+            }
+            DiskEvent::Flush => "flush".to_owned(),
+            DiskEvent::Fault(FaultEvent::LyingFlush) => "flush, dropped by the disk".to_owned(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    fn describe_subset(&self, cached: &[usize], keep: &[Keep]) -> String {
+        let n = cached.len();
+        if n == 0 {
+            return "no cached writes".to_owned();
+        }
+        let span = format!("of {n} cached writes (events {}..={})", cached[0], cached[n - 1]);
+        if keep.iter().all(|k| *k == Keep::All) {
+            return format!("kept all {span}");
+        }
+        let kept: Vec<String> = cached
+            .iter()
+            .zip(keep)
+            .filter_map(|(w, k)| match k {
+                Keep::Nothing => None,
+                Keep::All => Some(format!("e{w}")),
+                Keep::Sectors(s) if s.len() <= 32 => {
+                    let bits: String = s.iter().map(|&b| if b { '1' } else { '0' }).collect();
+                    Some(format!("e{w}[sectors {bits}]"))
+                }
+                Keep::Sectors(s) => {
+                    Some(format!("e{w}[{}/{} sectors]", s.iter().filter(|&&b| b).count(), s.len()))
+                }
+            })
+            .collect();
+        if kept.is_empty() {
+            return format!("kept none {span}");
+        }
+        let more = kept.len().saturating_sub(SUBSET_LISTED_MAX);
+        let listed = kept[..kept.len() - more].join(" ");
+        let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+        format!("kept {listed}{tail} {span}")
+    }
+}
+
+/// A message cut to a readable length.
+fn clip(msg: &str) -> String {
+    const CLIP_CHARS_MAX: usize = 400;
+    match msg.char_indices().nth(CLIP_CHARS_MAX) {
+        Some((at, _)) => format!("{}...", &msg[..at]),
+        None => msg.to_owned(),
+    }
+}
+
+/// Record scenario `name` on its smallest device and explore it with the defaults.
+///
+/// # Errors
+/// As `record_scenario` and `explore`.
+pub fn explore_scenario(name: &str, cfg: &ExploreConfig) -> Result<ExploreReport, ExploreError> {
+    let device_bytes = device_bytes_for(name)?;
+    let rec = record_scenario(name, device_bytes, cfg.manifest_cache)?;
+    explore(&rec, &rec.recording.events, cfg)
+}
+
+/// `zsim explore SCENARIO [--seed S]`: explore, print the report and states/second; exit 1
+/// on any violation.
+///
+/// # Errors
+/// Unknown scenario or an inconsistent recording.
 pub fn cmd_explore(name: &str, seed: u64) -> anyhow::Result<ExitCode> {
-    let _ = seed;
-    golden::about(name)
-        .ok_or_else(|| anyhow::anyhow!("unknown scenario {name:?}; see zsim explore --list"))?;
-    anyhow::bail!("zsim explore is not built yet (issue 4)")
+    // Wall clock for the states/s line only; it never feeds the exploration.
+    let started = std::time::Instant::now();
+    let cfg = ExploreConfig::new(seed);
+    let device_bytes = device_bytes_for(name)?;
+    let rec = record_scenario(name, device_bytes, cfg.manifest_cache)?;
+    let recorded = started.elapsed();
+    let report = explore(&rec, &rec.recording.events, &cfg)?;
+    let explored = started.elapsed() - recorded;
+    println!("{report}");
+    let secs = explored.as_secs_f64().max(1e-9);
+    #[allow(clippy::cast_precision_loss)]
+    let rate = report.states as f64 / secs;
+    println!(
+        "seed {seed}; recorded in {:.2} s, explored in {:.2} s: {rate:.0} states/s",
+        recorded.as_secs_f64(),
+        secs
+    );
+    Ok(if report.violations == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_model_agrees_with_the_engine_rings() {
+        let rec = record_scenario("basic", EXPLORE_DEVICE_BYTES_MIN, true).expect("records");
+        let cfg = ExploreConfig { subsets_all_max: 2, sample: 4, ..ExploreConfig::new(5) };
+        for bug in [DiskBug::None, DiskBug::DropFlushBeforeUberblock, DiskBug::LyingFlush] {
+            let events = apply_bug(&rec.recording.events, bug, rec.device_bytes);
+            let report = explore_with(&rec, &events, &cfg, true).expect("consistent");
+            assert!(report.states > report.crash_points, "{bug:?}: {report}");
+        }
+    }
+
+    #[test]
+    fn crash_device_keeps_sectors_in_write_order() {
+        let data = |b: u8| -> Arc<[u8]> { Arc::from(vec![b; 1024]) };
+        let kept = vec![
+            KeptWrite { offset: 512, data: data(1), sectors: None },
+            KeptWrite { offset: 1024, data: data(2), sectors: Some(vec![false, true]) },
+        ];
+        let mut dev = CrashDevice { base: Arc::new(vec![9; 4096]), kept, written: Vec::new() };
+        let mut buf = vec![0; 4096];
+        dev.read(0, &mut buf).expect("in range");
+        assert_eq!([buf[0], buf[512], buf[1024], buf[1536], buf[2048]], [9, 1, 1, 2, 9]);
+        dev.write(0, &[3; 512]).expect("in range");
+        dev.read(0, &mut buf[..1024]).expect("in range");
+        assert_eq!([buf[0], buf[512]], [3, 1]);
+        assert!(dev.read(4096, &mut buf[..512]).is_err(), "beyond the device");
+    }
+
+    #[test]
+    fn subsets_are_all_when_few_and_sampled_with_both_ends_beyond() {
+        let rec = record_scenario("empty", EXPLORE_DEVICE_BYTES_MIN, true).expect("records");
+        let events = &rec.recording.events;
+        let timeline = Timeline::new(&rec, events).expect("consistent");
+        let cfg = ExploreConfig {
+            subsets_all_max: 2,
+            sample: 5,
+            torn_variants: 0,
+            ..ExploreConfig::new(1)
+        };
+        let mut ex = Explorer {
+            rec: &rec,
+            events,
+            timeline,
+            cfg,
+            store: ManifestStore::default(),
+            rng: ChaCha8Rng::seed_from_u64(1),
+            report: ExploreReport::default(),
+            cross_check: false,
+        };
+        let writes: Vec<usize> =
+            (0..events.len()).filter(|&i| matches!(events[i], DiskEvent::Write { .. })).collect();
+        assert_eq!(ex.variants(&writes[..2]).len(), 4, "every subset of two writes");
+        let sampled = ex.variants(&writes[..6]);
+        assert!(sampled.len() <= 5 && sampled.len() >= 2, "{}", sampled.len());
+        assert_eq!(sampled[0], vec![Keep::Nothing; 6]);
+        assert_eq!(sampled[1], vec![Keep::All; 6]);
+        ex.cfg.torn_variants = 2;
+        let ub = *ex.timeline.ub_writes.keys().next().expect("an uberblock write");
+        let torn = ex.variants(&[ub]);
+        assert!(torn.iter().any(|v| matches!(v[0], Keep::Sectors(_))), "{torn:?}");
+    }
 }

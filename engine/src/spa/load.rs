@@ -19,7 +19,7 @@ use crate::spa::metaslab::Metaslab;
 use crate::spa::uberblock::UberblockPhys;
 use crate::spa::{Spa, SpaConfig};
 use crate::txg::TxgState;
-use crate::vdev::label::{label_read, ring_read, LabelConfig};
+use crate::vdev::label::{label_read, ring_for_each, LabelConfig};
 use crate::vdev::BlockDevice;
 use crate::zio::blkptr::{BlkPtr, BP_BYTES};
 use crate::zio::Zio;
@@ -56,13 +56,13 @@ struct Loaded {
 /// Uberblocks of the ring that verify and belong to `pool_guid`, newest first, deduplicated.
 fn candidates(dev: &mut dyn BlockDevice, pool_guid: u64) -> Vec<UberblockPhys> {
     let mut by_txg: BTreeMap<u64, UberblockPhys> = BTreeMap::new();
-    for (offset, raw) in ring_read(dev) {
-        if let Some(ub) = UberblockPhys::decode(&raw, offset) {
+    ring_for_each(dev, &mut |offset, raw| {
+        if let Some(ub) = UberblockPhys::decode(raw, offset) {
             if ub.pool_guid == pool_guid {
                 by_txg.entry(ub.txg).or_insert(ub);
             }
         }
-    }
+    });
     by_txg.into_values().rev().collect()
 }
 

@@ -45,7 +45,11 @@ impl UberblockPhys {
     /// Decode the slot read at `offset`; None if it does not verify or is empty.
     #[must_use]
     pub fn decode(b: &[u8], offset: u64) -> Option<Self> {
-        if !verify(b, offset) || get64(b, 0) != UBERBLOCK_MAGIC || get64(b, 8) != SPA_VERSION {
+        // The magic first: empty and foreign slots are rejected without a checksum pass.
+        if b.len() != UBERBLOCK_SLOT_SIZE as usize || get64(b, 0) != UBERBLOCK_MAGIC {
+            return None;
+        }
+        if get64(b, 8) != SPA_VERSION || !verify(b, offset) {
             return None;
         }
         let rootbp = BlkPtr::decode(&b[40..40 + BP_BYTES]).ok()?;

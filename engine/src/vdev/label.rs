@@ -149,21 +149,19 @@ pub fn label_read(dev: &mut dyn BlockDevice) -> Result<LabelConfig, ImportError>
     Err(ImportError::NotAPool)
 }
 
-/// Read every slot of both rings; returns (slot offset, bytes) of each readable slot.
-#[must_use]
-pub fn ring_read(dev: &mut dyn BlockDevice) -> Vec<(u64, Vec<u8>)> {
+/// Call `f(slot offset, slot bytes)` for every readable slot of both rings (one read per
+/// ring, no per-slot allocation).
+pub fn ring_for_each(dev: &mut dyn BlockDevice, f: &mut dyn FnMut(u64, &[u8])) {
     let size = dev.size_bytes();
-    let mut out = Vec::new();
     let ring_bytes = usize::try_from(UBERBLOCK_RING_SLOTS * UBERBLOCK_SLOT_SIZE).expect("small");
+    let mut ring = vec![0u8; ring_bytes];
     for l in 0..VDEV_LABELS {
         let at = label_offset(l, size) + VDEV_LABEL_HEADER_SIZE;
-        let mut ring = vec![0u8; ring_bytes];
         if dev.read(at, &mut ring).is_err() {
             continue;
         }
         for (i, slot) in ring.chunks_exact(UBERBLOCK_SLOT_SIZE as usize).enumerate() {
-            out.push((at + i as u64 * UBERBLOCK_SLOT_SIZE, slot.to_vec()));
+            f(at + i as u64 * UBERBLOCK_SLOT_SIZE, slot);
         }
     }
-    out
 }

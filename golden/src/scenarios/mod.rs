@@ -177,11 +177,14 @@ pub(crate) fn build(name: &str) -> Result<Scenario, GoldenError> {
     build_on(name, dev, None)
 }
 
+/// What a builder calls after each step: the pool and the step's name (`crate::build_on`).
+pub(crate) type StepHook<'h> = &'h mut dyn FnMut(&mut Spa, &str);
+
 /// Build scenario `name` on `dev`, calling `hook` after every step (see `crate::build_on`).
 pub(crate) fn build_on(
     name: &str,
     dev: Box<dyn BlockDevice>,
-    hook: Option<&mut dyn FnMut(&mut Spa, &str)>,
+    hook: Option<StepHook<'_>>,
 ) -> Result<Scenario, GoldenError> {
     let entry = CATALOG
         .iter()
@@ -202,7 +205,7 @@ pub(crate) struct Builder<'h> {
     pub fs: String,
     pub snapshots: Vec<String>,
     clock_secs: u64,
-    hook: Option<&'h mut dyn FnMut(&mut Spa, &str)>,
+    hook: Option<StepHook<'h>>,
 }
 
 impl<'h> Builder<'h> {
@@ -210,7 +213,7 @@ impl<'h> Builder<'h> {
         guid_seed: u64,
         props: DatasetProps,
         dev: Box<dyn BlockDevice>,
-        hook: Option<&'h mut dyn FnMut(&mut Spa, &str)>,
+        hook: Option<StepHook<'h>>,
     ) -> Result<Self, GoldenError> {
         let cfg = SpaConfig { guid_seed, now_secs: SCENARIO_EPOCH_SECS, ..SpaConfig::default() };
         let spa = Spa::create(dev, POOL_NAME, cfg)?;
