@@ -51,6 +51,9 @@ pub enum GoldenError {
     /// Pool creation or a txg sync failed.
     #[error(transparent)]
     Spa(#[from] SpaError),
+    /// Re-import after a simulated crash failed.
+    #[error(transparent)]
+    Import(#[from] engine::ImportError),
     /// A block could not be read.
     #[error(transparent)]
     Zio(#[from] ZioError),

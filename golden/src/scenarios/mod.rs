@@ -7,6 +7,7 @@ mod bugs;
 mod content;
 mod fixtures;
 mod shapes;
+mod zil;
 
 use engine::dmu::object::ObjectSpec;
 use engine::{BlockDevice, DatasetProps, MemoryDevice, Spa, SpaConfig};
@@ -141,6 +142,16 @@ const CATALOG: &[Entry] = &[
         build: bugs::freeobjects_double_advance,
     },
     Entry {
+        name: "zil-replay",
+        about: "intent log: after @before, fsynced changes (small copied writes, 128 KiB \
+                blocks written in place, a truncate, a bonus, a new object) and a change never \
+                fsynced; the host crashes and import replays the log; @after holds exactly the \
+                fsynced changes",
+        guid_seed: 0x601d_0201,
+        props: DatasetProps::default,
+        build: zil::replay,
+    },
+    Entry {
         name: "bug-embedded-padding",
         about: "spec §6 #16: lz4 dataset with tiny compressible blocks (embedded block \
                 pointers, psize not a multiple of 8); WRITE_EMBEDDED padding must be zero",
@@ -245,6 +256,32 @@ impl<'h> Builder<'h> {
         self.clock_secs += SNAPSHOT_INTERVAL_SECS;
         self.spa.set_time(self.clock_secs);
         self.step("snapshot");
+        Ok(())
+    }
+
+    /// `fsync` object `obj`: its (and every earlier) change is now in the intent log.
+    pub fn fsync(&mut self, obj: u64) -> Result<(), GoldenError> {
+        self.spa.fsync(&self.fs, obj)?;
+        self.step("fsync");
+        Ok(())
+    }
+
+    /// The host dies (the device keeps everything written, caches included) and the pool
+    /// is imported again: only committed txgs and the intent log's fsynced changes remain.
+    pub fn crash_and_import(&mut self) -> Result<(), GoldenError> {
+        let placeholder = Spa::create(
+            Box::new(MemoryDevice::new(engine::limits::SPA_MINDEVSIZE)),
+            "crashed",
+            SpaConfig::default(),
+        )?;
+        let dev = std::mem::replace(&mut self.spa, placeholder).into_device();
+        let cfg = SpaConfig {
+            guid_seed: self.clock_secs,
+            now_secs: self.clock_secs,
+            ..SpaConfig::default()
+        };
+        self.spa = Spa::import(dev, cfg, None)?;
+        self.step("import");
         Ok(())
     }
 

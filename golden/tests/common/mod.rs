@@ -134,6 +134,7 @@ macro_rules! for_every_scenario {
             bug_hole_birth_truncate_extend => "bug-hole-birth-truncate-extend",
             bug_freeobjects_double_advance => "bug-freeobjects-double-advance",
             bug_embedded_padding => "bug-embedded-padding",
+            zil_replay => "zil-replay",
         }
     };
 }
