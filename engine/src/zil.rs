@@ -51,7 +51,12 @@ pub struct ZilHeader {
     pub seq: u64,
     /// Location of the first block (written or preallocated).
     pub first: Dva,
+    /// Nonce the first block must carry (chosen when its location was preallocated).
+    pub nonce: u64,
 }
+
+/// Bytes of an encoded `ZilHeader`.
+pub const ZIL_HEADER_PHYS_BYTES: usize = 40;
 
 impl ZilHeader {
     /// Encode into the 32 bytes at `out`.
@@ -60,6 +65,7 @@ impl ZilHeader {
         out[8..16].copy_from_slice(&self.seq.to_le_bytes());
         out[16..24].copy_from_slice(&self.first.offset.to_le_bytes());
         out[24..32].copy_from_slice(&self.first.asize.to_le_bytes());
+        out[32..40].copy_from_slice(&self.nonce.to_le_bytes());
     }
 
     /// Decode from 32 bytes.
@@ -69,6 +75,7 @@ impl ZilHeader {
             guid: get64(raw, 0),
             seq: get64(raw, 8),
             first: Dva { offset: get64(raw, 16), asize: get64(raw, 24) },
+            nonce: get64(raw, 32),
         }
     }
 }
@@ -157,6 +164,7 @@ pub struct LoggedOp {
 struct LogBlock {
     dva: Dva,
     max_txg: u64,
+    nonce: u64,
 }
 
 /// Counters of one commit, in disk commands (the fsync latency the benchmark reports).
@@ -187,11 +195,24 @@ pub struct Zilog {
     first_seq: u64,
     next: Dva,
     next_seq: u64,
+    /// Nonce the block at `next` must carry: a stale block left there by an earlier life of
+    /// this chain (same guid, same sequence) never matches, so a walk cannot wander into it.
+    next_nonce: u64,
+    /// Nonces drawn so far (with the guid and the incarnation, the nonce generator's input).
+    nonces: u64,
+    /// Differs for every life of the chain (the txg loaded when it was resumed).
+    incarnation: u64,
+    /// Log blocks were written but their flush failed: the next commit must flush.
+    unflushed: bool,
     itxs: Vec<Itx>,
     indirect: Vec<(u64, BlkPtr)>,
     op_seq: u64,
     /// Header changed since the objset was last written.
     pub dirty: bool,
+    /// Txg whose objset block carries this chain's current header (None: not written yet).
+    /// A commit is only acknowledged once that txg has committed (OpenZFS zil_create waits
+    /// for a txg the same way): otherwise a crash would leave a header naming another chain.
+    pub header_txg: Option<u64>,
 }
 
 impl Zilog {
@@ -199,25 +220,45 @@ impl Zilog {
     #[must_use]
     pub fn new(guid: u64, first: Dva) -> Self {
         assert_eq!(first.asize, ZIL_BLOCK_SIZE, "log block preallocation");
-        Self {
+        let mut z = Self {
             guid,
             blocks: VecDeque::new(),
             first_seq: 0,
             next: first,
             next_seq: 0,
+            next_nonce: 0,
+            nonces: 0,
+            incarnation: 0,
+            unflushed: false,
             itxs: Vec::new(),
             indirect: Vec::new(),
             op_seq: 0,
             dirty: true,
-        }
+            header_txg: None,
+        };
+        z.next_nonce = z.fresh_nonce();
+        z
+    }
+
+    fn fresh_nonce(&mut self) -> u64 {
+        self.nonces += 1;
+        let mut x = self.guid ^ self.incarnation.rotate_left(21) ^ self.nonces.rotate_left(42);
+        crate::spa::splitmix64(&mut x)
     }
 
     /// The header to persist with the objset.
     #[must_use]
     pub fn header(&self) -> ZilHeader {
         match self.blocks.front() {
-            Some(b) => ZilHeader { guid: self.guid, seq: self.first_seq, first: b.dva },
-            None => ZilHeader { guid: self.guid, seq: self.next_seq, first: self.next },
+            Some(b) => {
+                ZilHeader { guid: self.guid, seq: self.first_seq, first: b.dva, nonce: b.nonce }
+            }
+            None => ZilHeader {
+                guid: self.guid,
+                seq: self.next_seq,
+                first: self.next,
+                nonce: self.next_nonce,
+            },
         }
     }
 
@@ -285,7 +326,7 @@ impl Zilog {
         checksum: ChecksumType,
     ) -> Result<CommitStats, CommitError> {
         let mut stats = CommitStats::default();
-        if self.itxs.is_empty() {
+        if self.itxs.is_empty() && !self.unflushed {
             return Ok(stats);
         }
         let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
@@ -307,7 +348,11 @@ impl Zilog {
             self.itxs = itxs;
             return Err(e);
         }
+        // The records are in written blocks now: if the flush fails they must not be logged
+        // again (a replay would apply them twice); the next commit retries the flush.
+        self.unflushed = true;
         zio.dev.flush().map_err(CommitError::Io)?;
+        self.unflushed = false;
         stats.flushes += 1;
         Ok(stats)
     }
@@ -414,11 +459,35 @@ impl Zilog {
         Ok(out)
     }
 
+    /// Write `records` into new log blocks. On a write failure the chain is rolled back to
+    /// where it was (blocks already written stay on disk: a replay may find them, which only
+    /// applies a prefix of operations nobody was told were durable; the next commit
+    /// overwrites the first of them, and its successor's nonce differs).
     fn write_blocks(
         &mut self,
         zio: &mut Zio,
         records: &[(u64, Vec<u8>)],
         stats: &mut CommitStats,
+    ) -> Result<(), CommitError> {
+        let saved = (self.next, self.next_seq, self.next_nonce, self.blocks.len());
+        let mut fresh: Vec<Dva> = Vec::new();
+        let r = self.write_blocks_inner(zio, records, stats, &mut fresh);
+        if r.is_err() {
+            (self.next, self.next_seq, self.next_nonce) = (saved.0, saved.1, saved.2);
+            self.blocks.truncate(saved.3);
+            for d in fresh {
+                zio.ms.free_now(d);
+            }
+        }
+        r
+    }
+
+    fn write_blocks_inner(
+        &mut self,
+        zio: &mut Zio,
+        records: &[(u64, Vec<u8>)],
+        stats: &mut CommitStats,
+        fresh: &mut Vec<Dva>,
     ) -> Result<(), CommitError> {
         let cap = ZIL_BLOCK_SIZE as usize - ZIL_HEADER_BYTES;
         let mut i = 0;
@@ -431,14 +500,14 @@ impl Zilog {
             }
             assert!(j > i, "record larger than a log block");
             let next = zio.ms.alloc(ZIL_BLOCK_SIZE).ok_or(CommitError::NoSpace)?;
-            let block = self.build_block(next, &records[i..j]);
-            if let Err(e) = zio.dev.write(self.next.offset, &block) {
-                zio.ms.free_now(next);
-                return Err(CommitError::Io(e));
-            }
+            fresh.push(next);
+            let next_nonce = self.fresh_nonce();
+            let block = self.build_block(next, next_nonce, &records[i..j]);
+            zio.dev.write(self.next.offset, &block).map_err(CommitError::Io)?;
             let max_txg = records[i..j].iter().map(|(t, _)| *t).max().expect("non-empty");
-            self.blocks.push_back(LogBlock { dva: self.next, max_txg });
+            self.blocks.push_back(LogBlock { dva: self.next, max_txg, nonce: self.next_nonce });
             self.next = next;
+            self.next_nonce = next_nonce;
             self.next_seq += 1;
             stats.log_blocks += 1;
             i = j;
@@ -446,7 +515,7 @@ impl Zilog {
         Ok(())
     }
 
-    fn build_block(&self, next: Dva, records: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    fn build_block(&self, next: Dva, next_nonce: u64, records: &[(u64, Vec<u8>)]) -> Vec<u8> {
         let mut b = vec![0u8; ZIL_BLOCK_SIZE as usize];
         let mut at = ZIL_HEADER_BYTES;
         for (_, r) in records {
@@ -459,6 +528,8 @@ impl Zilog {
         b[24..32].copy_from_slice(&next.offset.to_le_bytes());
         b[32..40].copy_from_slice(&next.asize.to_le_bytes());
         b[40..48].copy_from_slice(&((at - ZIL_HEADER_BYTES) as u64).to_le_bytes());
+        b[56..64].copy_from_slice(&self.next_nonce.to_le_bytes());
+        b[64..72].copy_from_slice(&next_nonce.to_le_bytes());
         let area_cksum = block_cksum(&b[ZIL_HEADER_BYTES..]);
         b[48..56].copy_from_slice(&area_cksum.to_le_bytes());
         seal(&mut b[..ZIL_HEADER_BYTES], self.next.offset);
@@ -508,6 +579,7 @@ pub struct LoadedLog {
     valid: Vec<LogBlock>,
     next: Dva,
     next_seq: u64,
+    next_nonce: u64,
     indirect: Vec<(u64, BlkPtr)>,
 }
 
@@ -516,17 +588,22 @@ impl Zilog {
     /// the header on disk keeps naming every block (no txg sync is needed before the
     /// next commit is acknowledged).
     #[must_use]
-    pub fn resume(h: &ZilHeader, loaded: &LoadedLog) -> Self {
+    pub fn resume(h: &ZilHeader, loaded: &LoadedLog, incarnation: u64) -> Self {
         Self {
             guid: h.guid,
             blocks: loaded.valid.iter().copied().collect(),
             first_seq: h.seq,
             next: loaded.next,
             next_seq: loaded.next_seq,
+            next_nonce: loaded.next_nonce,
+            nonces: 0,
+            incarnation,
+            unflushed: false,
             itxs: Vec::new(),
             indirect: loaded.indirect.clone(),
             op_seq: 0,
             dirty: false,
+            header_txg: Some(0),
         }
     }
 }
@@ -541,15 +618,16 @@ pub fn load(zio: &mut Zio, h: &ZilHeader, synced_txg: u64) -> LoadedLog {
     if h.guid == 0 || h.first.asize != ZIL_BLOCK_SIZE {
         return out;
     }
-    let (mut at, mut seq) = (h.first, h.seq);
+    let (mut at, mut seq, mut nonce) = (h.first, h.seq, h.nonce);
     let mut pending: Vec<LoggedOp> = Vec::new();
     let mut buf = vec![0u8; ZIL_BLOCK_SIZE as usize];
     while out.blocks < ZIL_CHAIN_MAX {
         out.extents.push(at);
         out.next = at;
         out.next_seq = seq;
-        let ok =
-            zio.dev.read(at.offset, &mut buf).is_ok() && block_ok(&buf, at.offset, h.guid, seq);
+        out.next_nonce = nonce;
+        let ok = zio.dev.read(at.offset, &mut buf).is_ok()
+            && block_ok(&buf, at.offset, h.guid, seq, nonce);
         if !ok {
             break;
         }
@@ -561,8 +639,9 @@ pub fn load(zio: &mut Zio, h: &ZilHeader, synced_txg: u64) -> LoadedLog {
         let Ok(max_txg) = parse_records(zio, area, synced_txg, &mut pending, &mut out) else {
             break;
         };
-        out.valid.push(LogBlock { dva: at, max_txg });
+        out.valid.push(LogBlock { dva: at, max_txg, nonce });
         let next = Dva { offset: get64(&buf, 24), asize: get64(&buf, 32) };
+        nonce = get64(&buf, 64);
         seq += 1;
         if next.asize != ZIL_BLOCK_SIZE
             || !next.offset.is_multiple_of(crate::limits::SPA_MINBLOCKSIZE)
@@ -574,11 +653,12 @@ pub fn load(zio: &mut Zio, h: &ZilHeader, synced_txg: u64) -> LoadedLog {
     out
 }
 
-fn block_ok(b: &[u8], offset: u64, guid: u64, seq: u64) -> bool {
+fn block_ok(b: &[u8], offset: u64, guid: u64, seq: u64, nonce: u64) -> bool {
     if !verify(&b[..ZIL_HEADER_BYTES], offset)
         || get64(b, 0) != ZIL_MAGIC
         || get64(b, 8) != guid
         || get64(b, 16) != seq
+        || get64(b, 56) != nonce
     {
         return false;
     }

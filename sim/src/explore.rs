@@ -1,11 +1,41 @@
 //! Crash-state exploration (`zsim explore SCENARIO`): build a golden scenario on a recording
-//! `SimDisk`, fingerprint the pool after every committed txg, then crash after every write and
-//! flush of the event log, import each combination of the cached writes (all when few, a
-//! seeded sample plus torn variants beyond) and check durability (design.md property 2),
+//! `SimDisk`, fingerprint the pool after the builder's steps (every committed txg, and every
+//! step an intent-log replay can reach), then crash after every write and flush of the event
+//! log, import each combination of the cached writes (all when few, a seeded sample plus torn
+//! variants beyond) and check durability (design.md property 2, with the intent log),
 //! newest-uberblock import and integrity (5). Counterpart: the crash-state enumeration of
 //! ALICE/CrashMonkey. Uses `disk::Replayer`, `golden::build_on`, `oracle`; never the engine's
-//! internals. Invariant: a state is judged only against the recording (txg fingerprints and
+//! internals. Invariant: a state is judged only against the recording (step fingerprints and
 //! flush/uberblock positions in the log); the run is a pure function of scenario and seed.
+//!
+//! Acceptance (crash right after event k). Steps are numbered in builder order; step s owns
+//! the events recorded between the end of step s-1 and its own end; a step commits txg T when
+//! the pool's last synced txg becomes T during it. Bounds from the log: lower(k) is the newest
+//! txg whose uberblocks were followed by a flush that returned at or before k, upper(k) the
+//! newest txg that had started syncing (see `Timeline`). Bounds from the steps (`StepBounds`):
+//! - `committed`: the step that committed lower(k) (0 before the first commit);
+//! - `fsynced`: the newest `"fsync"` step whose first flush is at or before k (an fsync that
+//!   wrote nothing counts from the first event after its start): its operations must survive;
+//! - `logged`: the newest `"fsync"` step at or before `current` (what the log can hold);
+//! - `current`: the step event k belongs to.
+//!
+//! With no fsync step after `committed` (`logged` <= `committed`), the check is the one
+//! without an intent log: the imported state equals the fingerprint of a recorded txg in
+//! [lower, upper]. Otherwise it must equal the fingerprint of a step s with
+//! max(committed, fsynced) <= s <= current that either committed a txg or is an operation the
+//! log can hold: s <= logged and s is not lost (lost: a step after the last fsync or commit
+//! before an `"import"` step, i.e. dropped by the scenario's own crash). That is "the last
+//! committed state plus a prefix, in order, of the later operations, including every
+//! operation whose fsync returned", compared by fingerprint because the replay commits a txg
+//! of its own. A state equal to an acceptable step older than `fsynced` is reported as
+//! `FsyncLost`. The scenario's own crash (`Builder::crash_and_import`) is just more events:
+//! its replay commit is a txg of the recording and a new chain continues after it.
+//!
+//! Txg checks use `ImportReport::loaded_txg` (the uberblock import chose), never the txg the
+//! replay then commits: that commit writes new uberblocks into the crash device's private
+//! overlay, after the crash, and is no part of the recording. Log blocks and blocks written in
+//! place by an fsync lie outside the label rings, so the uberblock slot model (`Rewound`: the
+//! newest uberblock that verifies must be the one imported) is unchanged by the intent log.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -65,7 +95,8 @@ pub struct ExploreConfig {
     pub torn_variants: usize,
     /// Reuse a manifest for an objset whose root block pointer was seen before. Sound
     /// because the root pointer checksums the whole tree and `oracle::integrity::check`
-    /// reads and verifies every reachable block of every imported state.
+    /// reads and verifies every reachable block of every imported state. A head with
+    /// unsynced changes (recorded steps between commits) is always read (`fingerprint`).
     pub manifest_cache: bool,
 }
 
@@ -197,7 +228,9 @@ impl ManifestStore {
     }
 }
 
-/// The fingerprint of `spa` as it is now (meaningful when no change is pending).
+/// The fingerprint of `spa` as it is now, pending changes included: a head with unsynced
+/// changes differs from its synced root, so while the pool is dirty heads are read in full
+/// (snapshots are synced and immutable, so their roots stay valid cache keys).
 ///
 /// # Errors
 /// A read error or an inconsistency between the pool's listings, described.
@@ -206,6 +239,7 @@ pub fn fingerprint(
     store: &mut ManifestStore,
     cache: bool,
 ) -> Result<Fingerprint, String> {
+    let head_cache = cache && !spa.is_dirty() && spa.syncing_txg().is_none();
     let (trees, _) = spa.pool_trees();
     let mut datasets = Vec::new();
     for fs in spa.datasets() {
@@ -232,7 +266,7 @@ pub fn fingerprint(
             });
         }
         let props = spa.dataset_props(&fs).map_err(|e| format!("props of {fs}: {e}"))?;
-        let head = store.id(spa, &fs, &tree.head, cache)?;
+        let head = store.id(spa, &fs, &tree.head, head_cache)?;
         datasets.push(DatasetPrint { name: fs, props: format!("{props:?}"), snapshots, head });
     }
     Ok(Fingerprint { datasets })
@@ -293,8 +327,66 @@ fn manifest_diff(got: &str, want: &str) -> String {
 pub struct TxgRecord {
     /// The scenario step that committed it (`"snapshot"`, `"create"`, ...).
     pub step: String,
+    /// Index of that step in `ScenarioRecording::steps`.
+    pub step_index: usize,
     /// The pool's fingerprint right after it committed.
     pub print: Fingerprint,
+}
+
+/// What a builder step means to the intent-log rules (by the hook's step name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepKind {
+    /// `"fsync"`: every earlier change is durable in the intent log once its flush returns.
+    Fsync,
+    /// `"import"`: the host crashed (`Builder::crash_and_import`) and the pool was imported.
+    Import,
+    /// Any other step.
+    Other,
+}
+
+impl StepKind {
+    /// The kind of the step the hook names `name`.
+    #[must_use]
+    pub fn of(name: &str) -> Self {
+        match name {
+            "fsync" => Self::Fsync,
+            "import" => Self::Import,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// One builder step of the recording.
+#[derive(Clone, Debug)]
+pub struct StepRecord {
+    /// The hook's step name (`"write"`, `"fsync"`, ...).
+    pub name: String,
+    /// Its kind.
+    pub kind: StepKind,
+    /// Its events are `events_start..events_end` of the log.
+    pub events_start: usize,
+    /// See `events_start`.
+    pub events_end: usize,
+    /// The txg it committed, if any.
+    pub committed: Option<u64>,
+    /// Dropped by the scenario's own crash: after the last fsync or commit before an
+    /// `"import"` step, so no later state can hold it.
+    pub lost: bool,
+    /// The pool's fingerprint right after the step; `None` for a step no crash state can be
+    /// compared with (see `StepPrints::Reachable`).
+    pub print: Option<Fingerprint>,
+}
+
+/// Which steps a recording fingerprints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepPrints {
+    /// Steps that commit a txg and steps a replay can reach: those followed by an fsync step
+    /// before the next commit or import (found by a first, unrecorded build). No other step
+    /// is ever compared with a crash state (see the module doc), and a head with pending
+    /// changes is read in full, which is slow for the large scenarios.
+    Reachable,
+    /// Every step.
+    Every,
 }
 
 /// A scenario run on a recording disk: the event log and the fingerprint of every txg.
@@ -308,6 +400,8 @@ pub struct ScenarioRecording {
     pub recording: Recording,
     /// Every committed txg, ascending and consecutive.
     pub txgs: BTreeMap<u64, TxgRecord>,
+    /// Every builder step, in order; their event ranges tile the log.
+    pub steps: Vec<StepRecord>,
     /// Manifests of the recorded fingerprints.
     pub manifests: ManifestStore,
 }
@@ -334,8 +428,54 @@ pub fn device_bytes_for(name: &str) -> Result<u64, ExploreError> {
     }
 }
 
+/// Per step, from (kind, commits a txg) of every step: (lost, reachable by a replay or a
+/// commit). One pass from the end: an fsync makes the steps before it reachable back to the
+/// previous commit (an fsync that also commits logged them first); an import loses the
+/// steps after the last fsync or commit before it.
+fn step_plan(steps: &[(StepKind, bool)]) -> (Vec<bool>, Vec<bool>) {
+    let mut lost = vec![false; steps.len()];
+    let mut reachable = vec![false; steps.len()];
+    let (mut fsync_follows, mut import_follows) = (false, false);
+    for (s, &(kind, commits)) in steps.iter().enumerate().rev() {
+        if kind == StepKind::Fsync {
+            (fsync_follows, import_follows) = (true, false);
+        }
+        lost[s] = import_follows && !commits;
+        reachable[s] = commits || (fsync_follows && !lost[s]);
+        if commits && kind != StepKind::Fsync {
+            (fsync_follows, import_follows) = (false, false);
+        }
+        if kind == StepKind::Import {
+            (fsync_follows, import_follows) = (false, true);
+        }
+    }
+    (lost, reachable)
+}
+
+/// (kind, commits a txg) of every step of scenario `name`, from an unrecorded build on an
+/// in-memory device of `device_bytes` (the steps do not depend on the device's kind).
+fn step_shapes(name: &str, device_bytes: u64) -> Result<Vec<(StepKind, bool)>, ExploreError> {
+    let mut shapes = Vec::new();
+    let mut last = None;
+    let dev = Box::new(MemoryDevice::new(device_bytes));
+    let built = golden::build_on(name, dev, &mut |spa, step| {
+        let synced = spa.last_synced_txg();
+        shapes.push((StepKind::of(step), last != Some(synced)));
+        last = Some(synced);
+    });
+    match built {
+        Ok(_) => Ok(shapes),
+        Err(golden::GoldenError::UnknownScenario(n)) => Err(ExploreError::UnknownScenario(n)),
+        Err(source) => Err(ExploreError::Build { name: name.to_owned(), device_bytes, source }),
+    }
+}
+
 /// The hook's bookkeeping while a scenario runs.
 struct Recorder {
+    disk: SimDisk,
+    /// Per step, whether to fingerprint it (`None`: every step).
+    wanted: Option<Vec<bool>>,
+    steps: Vec<StepRecord>,
     txgs: BTreeMap<u64, TxgRecord>,
     store: ManifestStore,
     cache: bool,
@@ -343,32 +483,63 @@ struct Recorder {
 }
 
 impl Recorder {
-    /// After each step: a newly committed txg is fingerprinted (the pool must be clean).
+    /// After each step: note where its events end and what it committed, and fingerprint
+    /// it if wanted (a newly committed txg always; the pool must then be clean).
     fn step(&mut self, spa: &mut Spa, step: &str) {
+        if self.failure.is_some() {
+            return;
+        }
+        let index = self.steps.len();
+        let stats = self.disk.stats();
+        // With faults off, every (non-empty) write, flush and destage is one event.
+        let events = stats.writes + stats.flushes + stats.destages;
+        let events_end = usize::try_from(events).expect("invariant: event count fits usize");
+        let events_start = self.steps.last().map_or(0, |p| p.events_end);
         let synced = spa.last_synced_txg();
         let last = self.txgs.last_key_value().map(|(&t, _)| t);
-        if self.failure.is_some() || last == Some(synced) {
-            return;
-        }
-        if last.is_some_and(|t| synced != t + 1) {
-            self.failure = Some(format!("step {step} committed txgs {last:?}+1..={synced}"));
-            return;
-        }
-        if spa.is_dirty() || spa.syncing_txg().is_some() {
-            self.failure = Some(format!("step {step} committed txg {synced} but left changes"));
-            return;
-        }
-        match fingerprint(spa, &mut self.store, self.cache) {
-            Ok(print) => {
-                self.txgs.insert(synced, TxgRecord { step: step.to_owned(), print });
+        let committed = (last != Some(synced)).then_some(synced);
+        if committed.is_some() {
+            if last.is_some_and(|t| synced != t + 1) {
+                self.failure = Some(format!("step {step} committed txgs {last:?}+1..={synced}"));
+                return;
             }
-            Err(e) => self.failure = Some(format!("txg {synced}: {e}")),
+            if spa.is_dirty() || spa.syncing_txg().is_some() {
+                self.failure = Some(format!("step {step} committed txg {synced} but left changes"));
+                return;
+            }
         }
+        let wanted = committed.is_some()
+            || self.wanted.as_ref().is_none_or(|w| w.get(index).copied().unwrap_or(true));
+        let print = if wanted {
+            match fingerprint(spa, &mut self.store, self.cache) {
+                Ok(print) => Some(print),
+                Err(e) => {
+                    self.failure = Some(format!("step {index} ({step}): {e}"));
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        if let (Some(txg), Some(print)) = (committed, &print) {
+            let record =
+                TxgRecord { step: step.to_owned(), step_index: index, print: print.clone() };
+            self.txgs.insert(txg, record);
+        }
+        self.steps.push(StepRecord {
+            name: step.to_owned(),
+            kind: StepKind::of(step),
+            events_start,
+            events_end,
+            committed,
+            lost: false,
+            print,
+        });
     }
 }
 
 /// Run scenario `name` on a recording disk of `device_bytes` (faults off, a cache that
-/// never destages) and fingerprint every committed txg.
+/// never destages) and fingerprint every committed txg and every step a replay can reach.
 ///
 /// # Errors
 /// `UnknownScenario`, `Build`, `Recording`.
@@ -377,6 +548,24 @@ pub fn record_scenario(
     device_bytes: u64,
     manifest_cache: bool,
 ) -> Result<ScenarioRecording, ExploreError> {
+    record_scenario_with(name, device_bytes, manifest_cache, StepPrints::Reachable)
+}
+
+/// `record_scenario`, fingerprinting the steps `prints` selects.
+///
+/// # Errors
+/// `UnknownScenario`, `Build`, `Recording`.
+pub fn record_scenario_with(
+    name: &str,
+    device_bytes: u64,
+    manifest_cache: bool,
+    prints: StepPrints,
+) -> Result<ScenarioRecording, ExploreError> {
+    let inconsistent = |reason: String| ExploreError::Recording { name: name.to_owned(), reason };
+    let planned = match prints {
+        StepPrints::Reachable => Some(step_shapes(name, device_bytes)?),
+        StepPrints::Every => None,
+    };
     let config = DiskConfig {
         cache_capacity_writes: CACHE_CAPACITY_WRITES_MAX,
         faults: FaultConfig::NONE,
@@ -384,6 +573,9 @@ pub fn record_scenario(
     };
     let disk = SimDisk::new(device_bytes, config, 0);
     let mut rec = Recorder {
+        disk: disk.clone(),
+        wanted: planned.as_ref().map(|shapes| step_plan(shapes).1),
+        steps: Vec::new(),
         txgs: BTreeMap::new(),
         store: ManifestStore::default(),
         cache: manifest_cache,
@@ -391,7 +583,6 @@ pub fn record_scenario(
     };
     let built =
         golden::build_on(name, Box::new(disk.clone()), &mut |spa, step| rec.step(spa, step));
-    let inconsistent = |reason: String| ExploreError::Recording { name: name.to_owned(), reason };
     match built {
         Ok(sc) => drop(sc),
         Err(golden::GoldenError::UnknownScenario(n)) => {
@@ -409,11 +600,28 @@ pub fn record_scenario(
         return Err(inconsistent("writes still cached after the final sync".into()));
     }
     assert!(!rec.txgs.is_empty(), "pool creation commits a txg");
+    let mut steps = rec.steps;
+    let shapes: Vec<(StepKind, bool)> =
+        steps.iter().map(|s| (s.kind, s.committed.is_some())).collect();
+    if planned.as_ref().is_some_and(|p| *p != shapes) {
+        return Err(inconsistent("the steps differ from those of the first build".into()));
+    }
+    let ends = steps.last().map_or(0, |s| s.events_end);
+    if ends != recording.events.len() {
+        return Err(inconsistent(format!(
+            "steps end at event {ends} of {}",
+            recording.events.len()
+        )));
+    }
+    for (step, lost) in steps.iter_mut().zip(step_plan(&shapes).0) {
+        step.lost = lost;
+    }
     let out = ScenarioRecording {
         name: name.to_owned(),
         device_bytes,
         recording,
         txgs: rec.txgs,
+        steps,
         manifests: rec.store,
     };
     Timeline::new(&out, &out.recording.events).map_err(inconsistent)?;
@@ -429,6 +637,12 @@ pub enum DiskBug {
     DropFlushBeforeUberblock,
     /// Every flush returns Ok and persists nothing.
     LyingFlush,
+    /// Every flush that ends an intent-log commit returns Ok and persists nothing: a flush
+    /// after writes that all lie outside the labels, not followed by an uberblock write (a
+    /// txg sync flushes right before its uberblocks and right after them, pool creation
+    /// after writing the labels; `fsync` writes its blocks in place and its log blocks, then
+    /// flushes once).
+    DropLogCommitFlush,
 }
 
 /// The byte range of the uberblock ring of label `l` on a device of `device_bytes`.
@@ -456,16 +670,31 @@ fn uberblock_write(e: &DiskEvent, device_bytes: u64) -> Option<(u64, u64)> {
 pub fn apply_bug(events: &[DiskEvent], bug: DiskBug, device_bytes: u64) -> Vec<DiskEvent> {
     let lying = DiskEvent::Fault(FaultEvent::LyingFlush);
     let mut out = events.to_vec();
+    // Since the previous flush: (any write, any write into a label).
+    let (mut wrote, mut wrote_label) = (false, false);
     for (i, e) in events.iter().enumerate() {
+        if let DiskEvent::Write { offset, data } = e {
+            let end = offset + data.len() as u64;
+            wrote = true;
+            wrote_label |= (0..VDEV_LABELS).any(|l| {
+                let start = label_offset(l, device_bytes);
+                *offset < start + VDEV_LABEL_SIZE && start < end
+            });
+        }
+        if !is_flush(e) {
+            continue;
+        }
+        let ub_next = events.get(i + 1).and_then(|n| uberblock_write(n, device_bytes)).is_some();
+        let log_commit = wrote && !wrote_label && !ub_next;
+        (wrote, wrote_label) = (false, false);
         if *e != DiskEvent::Flush {
             continue;
         }
         let drop = match bug {
             DiskBug::None => false,
             DiskBug::LyingFlush => true,
-            DiskBug::DropFlushBeforeUberblock => {
-                events.get(i + 1).and_then(|n| uberblock_write(n, device_bytes)).is_some()
-            }
+            DiskBug::DropFlushBeforeUberblock => ub_next,
+            DiskBug::DropLogCommitFlush => log_commit,
         };
         if drop {
             out[i] = lying.clone();
@@ -488,12 +717,50 @@ fn is_flush(e: &DiskEvent) -> bool {
 /// written by then, or the txg after lower(k) once any event followed lower(k)'s flush
 /// (every write of the engine belongs to a sync). Before the first commit lower is None
 /// and a failed import ('not a pool', no valid uberblock) is acceptable.
+///
+/// Per event it also holds the `StepBounds` of the intent-log rules (module doc).
 #[derive(Clone, Debug)]
 pub struct Timeline {
     lower: Vec<Option<u64>>,
     upper: Vec<u64>,
+    steps: Vec<StepBounds>,
     /// Event index -> (txg, label) of every uberblock write.
     ub_writes: BTreeMap<usize, (u64, u64)>,
+}
+
+/// The steps whose states a crash right after one event may import (module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepBounds {
+    /// The step that committed lower (0 before the first commit).
+    pub committed: usize,
+    /// The newest fsync step whose flush returned at or before the event.
+    pub fsynced: Option<usize>,
+    /// The newest fsync step at or before `current`.
+    pub logged: Option<usize>,
+    /// The step the event belongs to.
+    pub current: usize,
+}
+
+impl StepBounds {
+    /// True when some fsync step follows the last commit: states are judged by step.
+    #[must_use]
+    pub fn replay_window(&self) -> bool {
+        self.logged.is_some_and(|g| g > self.committed)
+    }
+
+    /// The first step a state may equal: neither older than the commit nor than the fsync.
+    #[must_use]
+    pub fn first(&self) -> usize {
+        self.committed.max(self.fsynced.unwrap_or(0))
+    }
+
+    /// Whether step `s` (at most `current`) is an operation the intent log can bring back
+    /// or a commit: the ordering part of the rule, without the fsync floor.
+    fn reachable(&self, s: &StepRecord, index: usize) -> bool {
+        index >= self.committed
+            && index <= self.current
+            && (s.committed.is_some() || (self.logged.is_some_and(|g| index <= g) && !s.lost))
+    }
 }
 
 impl Timeline {
@@ -506,7 +773,12 @@ impl Timeline {
             None => rec.txgs.keys().next().copied(),
             Some(t) => rec.txgs.range(t + 1..).next().map(|(&n, _)| n),
         };
-        let mut tl = Self { lower: Vec::new(), upper: Vec::new(), ub_writes: BTreeMap::new() };
+        let mut tl = Self {
+            lower: Vec::new(),
+            upper: Vec::new(),
+            steps: Vec::new(),
+            ub_writes: BTreeMap::new(),
+        };
         let (mut lower, mut newest_ub, mut busy) = (None, 0, false);
         let mut pending: BTreeMap<u64, u64> = BTreeMap::new();
         for (i, e) in events.iter().enumerate() {
@@ -535,13 +807,64 @@ impl Timeline {
             return Err(format!("uberblocks for txgs {ub_txgs:?}, pool committed {recorded:?}"));
         }
         assert_eq!(tl.lower.len(), events.len());
+        tl.steps = Self::step_bounds(rec, events, &tl.lower)?;
         Ok(tl)
+    }
+
+    /// `StepBounds` of every event, from the steps' event ranges, the flushes of `events`
+    /// (a lying flush returned Ok, so the engine counted on it) and `lower`.
+    fn step_bounds(
+        rec: &ScenarioRecording,
+        events: &[DiskEvent],
+        lower: &[Option<u64>],
+    ) -> Result<Vec<StepBounds>, String> {
+        let end = rec.steps.last().map_or(0, |s| s.events_end);
+        if end != events.len() {
+            return Err(format!("steps end at event {end} of {}", events.len()));
+        }
+        // (event from which it counts, step) of every fsync step: its first flush; an fsync
+        // that issued no event counts from the first event after it; one that wrote without
+        // flushing never counts.
+        let mut fsync_done: Vec<(usize, usize)> = Vec::new();
+        let mut out = Vec::with_capacity(events.len());
+        let mut logged = None;
+        for (index, step) in rec.steps.iter().enumerate() {
+            let range = step.events_start..step.events_end;
+            if range.start > range.end || range.start != out.len() {
+                return Err(format!("step {index} ({}) owns events {range:?}", step.name));
+            }
+            if step.kind == StepKind::Fsync {
+                logged = Some(index);
+                let flush = range.clone().find(|&i| is_flush(&events[i]));
+                match flush {
+                    Some(at) => fsync_done.push((at, index)),
+                    None if range.is_empty() => fsync_done.push((range.start, index)),
+                    None => {}
+                }
+            }
+            for k in range {
+                let committed = match lower[k] {
+                    None => 0,
+                    Some(t) => rec.txgs.get(&t).ok_or(format!("txg {t} not recorded"))?.step_index,
+                };
+                let fsynced = fsync_done.iter().filter(|&&(at, _)| at <= k).map(|&(_, f)| f).max();
+                out.push(StepBounds { committed, fsynced, logged, current: index });
+            }
+        }
+        assert_eq!(out.len(), events.len());
+        Ok(out)
     }
 
     /// The bounds right after event `k`.
     #[must_use]
     pub fn bounds(&self, k: usize) -> (Option<u64>, u64) {
         (self.lower[k], self.upper[k])
+    }
+
+    /// The step bounds right after event `k`.
+    #[must_use]
+    pub fn step_bounds_at(&self, k: usize) -> StepBounds {
+        self.steps[k]
     }
 }
 
@@ -659,7 +982,9 @@ pub struct Violation {
     pub lower: Option<u64>,
     /// Newest txg that started syncing.
     pub upper: u64,
-    /// Txg the pool imported at, if it imported.
+    /// The steps the state was judged against (when `replay_window()`).
+    pub steps: StepBounds,
+    /// Txg the pool imported at (loaded, before any replay), if it imported.
     pub imported_txg: Option<u64>,
     /// Which properties broke.
     pub kinds: Vec<ViolationKind>,
@@ -680,18 +1005,29 @@ pub enum ViolationKind {
     Integrity,
     /// The fingerprint could not be read (a manifest read failed).
     Unreadable,
-    /// The pool's fingerprint equals no txg's in [lower, upper].
+    /// The pool's fingerprint equals no txg's in [lower, upper] (no fsync since the last
+    /// commit) or no acceptable step's (module doc).
     Mismatch,
+    /// The pool's fingerprint is a step's from before an fsync that had returned: fsynced
+    /// operations were lost.
+    FsyncLost,
 }
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let lower = self.lower.map_or("none".to_owned(), |t| t.to_string());
         let imported = self.imported_txg.map_or("no import".to_owned(), |t| format!("txg {t}"));
+        let sb = &self.steps;
+        let steps = if sb.replay_window() {
+            let fsync = sb.fsynced.map_or("none returned".to_owned(), |s| format!("#{s} returned"));
+            format!(" and the state of a step in #{}..=#{} (fsync {fsync})", sb.first(), sb.current)
+        } else {
+            String::new()
+        };
         write!(
             f,
-            "crash point #{} (after event {}: {}), {}; expected txg in [{lower}, {}]; {imported}: \
-             {}",
+            "crash point #{} (after event {}: {}), {}; expected txg in [{lower}, {}]{steps}; \
+             {imported}: {}",
             self.crash_point, self.event, self.event_desc, self.subset, self.upper, self.what
         )
     }
@@ -714,8 +1050,10 @@ pub struct ExploreReport {
     pub states: u64,
     /// States whose import failed before any txg was committed (acceptable).
     pub no_pool_yet: u64,
-    /// States per imported txg.
+    /// States per imported txg (the txg loaded, before any replay).
     pub imported: BTreeMap<u64, u64>,
+    /// States whose import replayed intent-log operations.
+    pub replayed_states: u64,
     /// Manifests computed by reading a pool (the rest came from the root-pointer cache).
     pub manifests_computed: u64,
     /// Violating states.
@@ -744,6 +1082,7 @@ impl fmt::Display for ExploreReport {
         )?;
         let per_txg: Vec<String> = self.imported.iter().map(|(t, n)| format!("{t}:{n}")).collect();
         writeln!(f, "states per imported txg: {}", per_txg.join(" "))?;
+        writeln!(f, "states that replayed intent-log operations: {}", self.replayed_states)?;
         writeln!(f, "manifests computed: {}", self.manifests_computed)?;
         write!(f, "violations: {}", self.violations)?;
         if !self.kinds.is_empty() {
@@ -1049,7 +1388,7 @@ impl Explorer<'_> {
             }
         }
         let (lower, upper) = self.timeline.bounds(k);
-        match self.judge(dev, lower, upper, newest_ub) {
+        match self.judge(dev, k, newest_ub) {
             Ok(Some(txg)) => *self.report.imported.entry(txg).or_default() += 1,
             Ok(None) => self.report.no_pool_yet += 1,
             Err((imported_txg, problems)) => {
@@ -1067,6 +1406,7 @@ impl Explorer<'_> {
                         subset: self.describe_subset(cached, keep),
                         lower,
                         upper,
+                        steps: self.timeline.step_bounds_at(k),
                         imported_txg,
                         kinds,
                         what: what.join("; "),
@@ -1077,14 +1417,10 @@ impl Explorer<'_> {
         }
     }
 
-    /// Import `dev` and judge it against the bounds and the newest valid uberblock.
-    fn judge(
-        &mut self,
-        dev: CrashDevice,
-        lower: Option<u64>,
-        upper: u64,
-        newest_ub: Option<u64>,
-    ) -> Judgement {
+    /// Import `dev`, the crash right after event `k`, and judge it against the bounds and
+    /// the newest valid uberblock.
+    fn judge(&mut self, dev: CrashDevice, k: usize, newest_ub: Option<u64>) -> Judgement {
+        let (lower, upper) = self.timeline.bounds(k);
         let mut spa = match Spa::import(Box::new(dev), SpaConfig::default(), None) {
             Ok(spa) => spa,
             Err(_) if lower.is_none() => return Ok(None),
@@ -1092,7 +1428,11 @@ impl Explorer<'_> {
                 return Err((None, vec![(ViolationKind::ImportFailed, format!("import: {e}"))]))
             }
         };
-        let txg = spa.last_synced_txg();
+        // The txg import loaded; a replay then commits one more, after the crash.
+        let txg = spa.import_report().loaded_txg;
+        if spa.import_report().replayed.values().any(|&n| n > 0) {
+            self.report.replayed_states += 1;
+        }
         let lo = lower.unwrap_or(0);
         let mut problems = Vec::new();
         if txg < lo || txg > upper {
@@ -1112,10 +1452,13 @@ impl Explorer<'_> {
         match fingerprint(&mut spa, &mut self.store, self.cfg.manifest_cache) {
             Err(e) => problems.push((ViolationKind::Unreadable, clip(&e))),
             Ok(print) => {
-                let matches = |t: &u64| self.rec.txgs.get(t).is_some_and(|r| r.print == print);
-                if !(lo..=upper).any(|t| matches(&t)) {
-                    problems.push((ViolationKind::Mismatch, self.mismatch(&print, txg, lo, upper)));
-                }
+                let steps = self.timeline.step_bounds_at(k);
+                let problem = if steps.replay_window() {
+                    self.judge_steps(&print, steps)
+                } else {
+                    self.judge_txgs(&print, txg, lo, upper)
+                };
+                problems.extend(problem);
             }
         }
         if problems.is_empty() {
@@ -1123,6 +1466,64 @@ impl Explorer<'_> {
         } else {
             Err((Some(txg), problems))
         }
+    }
+
+    /// No fsync since the last commit: the state must be a recorded txg's in [lo, upper].
+    fn judge_txgs(
+        &self,
+        print: &Fingerprint,
+        txg: u64,
+        lo: u64,
+        upper: u64,
+    ) -> Option<(ViolationKind, String)> {
+        let matches = |t: &u64| self.rec.txgs.get(t).is_some_and(|r| r.print == *print);
+        if (lo..=upper).any(|t| matches(&t)) {
+            return None;
+        }
+        Some((ViolationKind::Mismatch, self.mismatch(print, txg, lo, upper)))
+    }
+
+    /// An fsync since the last commit: the state must be a step's that the bounds accept
+    /// (module doc); a step older than the newest returned fsync is `FsyncLost`.
+    fn judge_steps(
+        &self,
+        print: &Fingerprint,
+        bounds: StepBounds,
+    ) -> Option<(ViolationKind, String)> {
+        let steps = &self.rec.steps;
+        let first = bounds.first();
+        let reachable: Vec<usize> = (bounds.committed..=bounds.current)
+            .filter(|&s| bounds.reachable(&steps[s], s) && steps[s].print.is_some())
+            .collect();
+        let equal: Vec<usize> =
+            reachable.iter().copied().filter(|&s| steps[s].print.as_ref() == Some(print)).collect();
+        if equal.iter().any(|&s| s >= first) {
+            return None;
+        }
+        let step = |s: usize| format!("#{s} ({})", steps[s].name);
+        if let Some(&older) = equal.last() {
+            let fsync = bounds.fsynced.expect("invariant: only the fsync floor is above committed");
+            let what = format!(
+                "state of step {}, but the fsync of step {} had returned: the operations of \
+                 steps #{}..=#{fsync} are lost",
+                step(older),
+                step(fsync),
+                older + 1
+            );
+            return Some((ViolationKind::FsyncLost, what));
+        }
+        let want = reachable.iter().rev().copied().find(|&s| s >= first);
+        let diff = want.map_or("no step recorded".to_owned(), |s| {
+            let w = steps[s].print.as_ref().expect("invariant: filtered on prints");
+            let d = first_difference(&self.store, print, w)
+                .unwrap_or_else(|| "equal (outside the window)".to_owned());
+            format!("against step {}: {d}", step(s))
+        });
+        let what = format!(
+            "state matches no step of #{first}..=#{} that a replay can reach; {diff}",
+            bounds.current
+        );
+        Some((ViolationKind::Mismatch, clip(&what)))
     }
 
     /// Describe a fingerprint that matches no txg of the range: its first difference from
@@ -1138,17 +1539,20 @@ impl Explorer<'_> {
 
     fn describe_event(&self, k: usize) -> String {
         let e = &self.events[k];
+        let current = self.timeline.step_bounds_at(k).current;
+        let step = format!("step #{current} {}", self.rec.steps[current].name);
         if let Some((txg, l)) = uberblock_write(e, self.rec.device_bytes) {
-            let step = self.rec.txgs.get(&txg).map_or("?", |r| r.step.as_str());
-            return format!("uberblock write of txg {txg} ({step}), label {l}");
+            return format!("uberblock write of txg {txg}, label {l}, {step}");
         }
         match e {
             DiskEvent::Write { offset, data } => {
-                format!("write of {} B at {offset:#x}", data.len())
+                format!("write of {} B at {offset:#x}, {step}", data.len())
             }
-            DiskEvent::Flush => "flush".to_owned(),
-            DiskEvent::Fault(FaultEvent::LyingFlush) => "flush, dropped by the disk".to_owned(),
-            other => format!("{other:?}"),
+            DiskEvent::Flush => format!("flush, {step}"),
+            DiskEvent::Fault(FaultEvent::LyingFlush) => {
+                format!("flush, dropped by the disk, {step}")
+            }
+            other => format!("{other:?}, {step}"),
         }
     }
 
@@ -1244,6 +1648,65 @@ mod tests {
             let report = explore_with(&rec, &events, &cfg, true).expect("consistent");
             assert!(report.states > report.crash_points, "{bug:?}: {report}");
         }
+    }
+
+    /// Log blocks and blocks written in place lie outside the label rings: the slot model
+    /// still matches the engine's reading of the rings with fsync writes in the log.
+    #[test]
+    fn slot_model_agrees_with_the_engine_rings_around_log_writes() {
+        let rec = record_scenario("zil-replay", EXPLORE_DEVICE_BYTES_MIN, true).expect("records");
+        let cfg = ExploreConfig { subsets_all_max: 3, sample: 4, ..ExploreConfig::new(6) };
+        for bug in [DiskBug::None, DiskBug::DropLogCommitFlush] {
+            let events = apply_bug(&rec.recording.events, bug, rec.device_bytes);
+            let report = explore_with(&rec, &events, &cfg, true).expect("consistent");
+            assert!(report.replayed_states > 0, "{bug:?}: {report}");
+        }
+    }
+
+    #[test]
+    fn step_plan_marks_what_a_replay_reaches_and_what_a_crash_loses() {
+        use StepKind::{Fsync, Import, Other};
+        // create+commit, write, fsync, write (lost), import+commit, write, fsync+commit,
+        // write, sync+commit, write (after the last boundary).
+        let steps = [
+            (Other, true),
+            (Other, false),
+            (Fsync, false),
+            (Other, false),
+            (Import, true),
+            (Other, false),
+            (Fsync, true),
+            (Other, false),
+            (Other, true),
+            (Other, false),
+        ];
+        let (lost, reachable) = step_plan(&steps);
+        let at = |v: &[bool]| (0..v.len()).filter(|&i| v[i]).collect::<Vec<_>>();
+        assert_eq!(at(&lost), [3]);
+        assert_eq!(at(&reachable), [0, 1, 2, 4, 5, 6, 8]);
+    }
+
+    #[test]
+    fn step_bounds_accept_commits_and_logged_steps_only() {
+        let step = |committed: Option<u64>, lost: bool| StepRecord {
+            name: String::new(),
+            kind: StepKind::Other,
+            events_start: 0,
+            events_end: 0,
+            committed,
+            lost,
+            print: None,
+        };
+        let b = StepBounds { committed: 2, fsynced: Some(4), logged: Some(5), current: 7 };
+        assert!(b.replay_window());
+        assert_eq!(b.first(), 4);
+        assert!(b.reachable(&step(None, false), 5), "logged by the fsync of step 5");
+        assert!(!b.reachable(&step(None, false), 6), "after the last fsync, not a commit");
+        assert!(b.reachable(&step(Some(9), false), 7), "a commit in flight");
+        assert!(!b.reachable(&step(None, true), 3), "lost by the scenario's crash");
+        assert!(!b.reachable(&step(Some(1), false), 1), "older than the last commit");
+        let no_fsync = StepBounds { fsynced: None, logged: Some(2), ..b };
+        assert!(!no_fsync.replay_window(), "judged by txg");
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! Tests of crash-state exploration (sim::explore): the unmodified disk passes on small
 //! scenarios, and the exploration fails when it should (issue 4, "Proof that it catches
 //! bugs"): a disk that drops the flush before each uberblock write, and a disk whose flushes
-//! persist nothing. Both broken disks are made by rewriting a correct recording's event log
-//! (`apply_bug`), so the engine runs unchanged. Sample sizes are cut to keep debug runs short.
+//! persist nothing. With the intent log (issue 6): `zil-replay` passes although its crash
+//! states replay fsynced operations and commit a txg of their own, and a disk that drops the
+//! flush ending an fsync's log commit is caught losing fsynced data. Every broken disk is
+//! made by rewriting a correct recording's event log (`apply_bug`), so the engine runs
+//! unchanged. Sample sizes are cut to keep debug runs short.
 
 use sim::disk::{DiskEvent, FaultEvent};
 use sim::explore::{
-    apply_bug, explore, record_scenario, DiskBug, ExploreConfig, ExploreReport, ScenarioRecording,
-    Timeline, ViolationKind, EXPLORE_DEVICE_BYTES_MIN,
+    apply_bug, explore, record_scenario, record_scenario_with, DiskBug, ExploreConfig,
+    ExploreReport, ScenarioRecording, StepKind, StepPrints, Timeline, ViolationKind,
+    EXPLORE_DEVICE_BYTES_MIN,
 };
 
 /// Exploration sized for debug builds: every subset up to 4 cached writes, 8 beyond.
@@ -112,4 +116,124 @@ fn timeline_commits_a_txg_at_the_flush_after_its_uberblocks() {
     assert_eq!(committed, rec.txgs.keys().copied().collect::<Vec<_>>());
     let (last_lower, last_upper) = tl.bounds(events.len() - 1);
     assert_eq!(last_lower, Some(last_upper), "nothing in flight at the end");
+}
+
+/// Event indices of the flushes a disk with `bug` drops (they become `LyingFlush` events).
+fn dropped_flushes(rec: &ScenarioRecording, bug: DiskBug) -> Vec<usize> {
+    let events = apply_bug(&rec.recording.events, bug, rec.device_bytes);
+    let lying = DiskEvent::Fault(FaultEvent::LyingFlush);
+    (0..events.len()).filter(|&i| events[i] == lying).collect()
+}
+
+/// The first flush of every fsync step: where its log commit becomes durable.
+fn fsync_flushes(rec: &ScenarioRecording) -> Vec<usize> {
+    let events = &rec.recording.events;
+    let fsyncs = rec.steps.iter().filter(|s| s.kind == StepKind::Fsync);
+    fsyncs
+        .filter_map(|s| (s.events_start..s.events_end).find(|&i| events[i] == DiskEvent::Flush))
+        .collect()
+}
+
+#[test]
+fn explore_zil_replay_finds_no_violation() {
+    let rec = recorded("zil-replay");
+    let report = run(&rec, DiskBug::None, &small(1));
+    assert_eq!(report.violations, 0, "{report}");
+    assert!(report.replayed_states > 0, "crash states replay the intent log: {report}");
+    // The scenario's own crash is part of the recording: its replay commits a txg, and
+    // crash points after it import that txg (a new chain of commits).
+    let import = rec.steps.iter().position(|s| s.kind == StepKind::Import).expect("a crash");
+    let replay_txg = rec.steps[import].committed.expect("the replay commits a txg");
+    assert!(report.imported.contains_key(&replay_txg), "{report}");
+    assert!(rec.steps[import - 1].lost, "the change never fsynced is lost by the crash");
+    // Crash points between the fsync's flush and the replay commit are judged by step.
+    let tl = Timeline::new(&rec, &rec.recording.events).expect("consistent");
+    let fsynced = (0..rec.recording.events.len()).filter(|&k| {
+        tl.step_bounds_at(k).replay_window() && tl.step_bounds_at(k).fsynced.is_some()
+    });
+    assert!(fsynced.count() > 0, "no crash point after a returned fsync");
+}
+
+/// Only steps a replay can reach are fingerprinted by default; fingerprinting every step
+/// (dirty heads read in full) judges every state the same way.
+#[test]
+fn explore_zil_replay_every_step_fingerprinted_judges_the_same() {
+    let every =
+        record_scenario_with("zil-replay", EXPLORE_DEVICE_BYTES_MIN, true, StepPrints::Every)
+            .expect("records");
+    let reachable = recorded("zil-replay");
+    assert!(every.steps.iter().all(|s| s.print.is_some()));
+    assert!(reachable.steps.iter().any(|s| s.print.is_none()), "the lost step is not printed");
+    let cfg = small(4);
+    let a = run(&every, DiskBug::None, &cfg);
+    let b = run(&reachable, DiskBug::None, &cfg);
+    assert_eq!(a.violations, 0, "{a}");
+    assert_eq!(
+        ExploreReport { manifests_computed: 0, ..a },
+        ExploreReport { manifests_computed: 0, ..b }
+    );
+}
+
+/// Issue 6, "a test shows that removing the flush after a log write is caught": a disk that
+/// acknowledges the flush ending fsync's log commit and persists nothing. A crash after the
+/// fsync returned, losing the log block, imports the last commit without the fsynced changes.
+#[test]
+fn explore_catches_a_dropped_log_commit_flush() {
+    let rec = recorded("zil-replay");
+    let bug = DiskBug::DropLogCommitFlush;
+    let dropped = dropped_flushes(&rec, bug);
+    assert!(!dropped.is_empty());
+    assert_eq!(dropped, fsync_flushes(&rec), "exactly the flushes of the fsync steps");
+    let report = run(&rec, bug, &small(1));
+    let lost = report.kinds.get(&ViolationKind::FsyncLost).copied().unwrap_or(0);
+    assert!(lost > 0, "fsynced data lost unnoticed: {report}");
+    assert_eq!(report.kinds.keys().copied().collect::<Vec<_>>(), [ViolationKind::FsyncLost]);
+    for v in &report.first {
+        assert!(v.event >= dropped[0], "only after the dropped flush: {v}");
+        assert!(v.steps.fsynced.is_some(), "the fsync had returned: {v}");
+        assert_eq!(v.imported_txg, v.lower, "the last commit, without the log: {v}");
+    }
+}
+
+/// A txg sync flushes next to its uberblock writes and pool creation after its labels, so
+/// the log-commit bug leaves scenarios without an fsync as recorded.
+#[test]
+fn dropped_log_commit_flush_spares_txg_flushes() {
+    for name in ["basic", "wiki", "empty"] {
+        let rec = recorded(name);
+        assert!(fsync_flushes(&rec).is_empty());
+        assert_eq!(
+            dropped_flushes(&rec, DiskBug::DropLogCommitFlush),
+            Vec::<usize>::new(),
+            "{name}"
+        );
+    }
+}
+
+/// Issue 6: "the lying-flush profile must be reported as losing fsynced data".
+#[test]
+fn explore_lying_flush_loses_fsynced_data() {
+    let rec = recorded("zil-replay");
+    let report = run(&rec, DiskBug::LyingFlush, &small(1));
+    assert!(report.kinds.get(&ViolationKind::FsyncLost).is_some_and(|&n| n > 0), "{report}");
+}
+
+#[test]
+fn timeline_counts_an_fsync_from_its_flush() {
+    let rec = recorded("zil-replay");
+    let events = &rec.recording.events;
+    let tl = Timeline::new(&rec, events).expect("consistent");
+    let flush = fsync_flushes(&rec);
+    assert_eq!(flush.len(), 1, "zil-replay fsyncs once");
+    let fsync = rec.steps.iter().position(|s| s.kind == StepKind::Fsync).expect("an fsync");
+    let mut current = 0;
+    for k in 0..events.len() {
+        let b = tl.step_bounds_at(k);
+        assert!(b.current >= current && b.committed <= b.current, "event {k}: {b:?}");
+        current = b.current;
+        let step = &rec.steps[b.current];
+        assert!((step.events_start..step.events_end).contains(&k), "event {k}: {b:?}");
+        assert_eq!(b.fsynced, (k >= flush[0]).then_some(fsync), "event {k}");
+        assert_eq!(b.logged, (b.current >= fsync).then_some(fsync), "event {k}");
+    }
 }

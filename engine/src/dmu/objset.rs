@@ -116,7 +116,8 @@ impl Objset {
             read_only,
             zil: None,
             zil_header: crate::zil::ZilHeader::decode(
-                &raw[crate::zil::ZIL_HEADER_OFFSET..crate::zil::ZIL_HEADER_OFFSET + 32],
+                &raw[crate::zil::ZIL_HEADER_OFFSET
+                    ..crate::zil::ZIL_HEADER_OFFSET + crate::zil::ZIL_HEADER_PHYS_BYTES],
             ),
         };
         if !read_only {
@@ -401,10 +402,13 @@ impl Objset {
             .copy_from_slice(&self.os_type.to_le_bytes());
         if let Some(z) = self.zil.as_mut() {
             self.zil_header = z.header();
+            if z.dirty {
+                z.header_txg = Some(ctx.txg);
+            }
             z.dirty = false;
         }
         let at = crate::zil::ZIL_HEADER_OFFSET;
-        self.zil_header.encode(&mut raw[at..at + 32]);
+        self.zil_header.encode(&mut raw[at..at + crate::zil::ZIL_HEADER_PHYS_BYTES]);
         let props = WriteProps {
             ot: DMU_OT_OBJSET,
             level: 0,

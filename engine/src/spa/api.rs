@@ -466,8 +466,15 @@ impl Spa {
     pub fn fsync(&mut self, fs: &str, object: u64) -> Result<CommitStats, DmuError> {
         let checksum =
             self.dataset_props(fs).map_err(|_| DmuError::NoSuchDataset(fs.to_owned()))?.checksum;
+        let synced = self.txg.synced;
         let (zio, os, _) = self.head(fs)?;
         os.hold(zio, object)?;
+        if os.zil.as_ref().is_some_and(|z| z.header_txg.is_none_or(|t| t > synced)) {
+            // A new chain's header must be committed before its first commit counts.
+            self.force_sync = true;
+            self.txg_sync().map_err(|_| DmuError::Suspended)?;
+        }
+        let (zio, os, _) = self.head(fs)?;
         let Some(z) = os.zil.as_mut() else { return Ok(CommitStats::default()) };
         let mut tries = 0;
         loop {

@@ -73,19 +73,19 @@ impl Spa {
         &mut self,
         replay: Vec<(String, Vec<crate::zil::LoggedOp>)>,
     ) -> Result<(), ImportError> {
-        let missing: Vec<u64> = self
-            .dsl
-            .datasets
-            .iter()
-            .filter(|(_, d)| d.head.zil.is_none())
-            .map(|(&i, _)| i)
-            .collect();
-        for id in &missing {
+        // Every head starts a fresh chain (new guid): blocks of the old chain's earlier life
+        // may sit at locations the allocator hands out again, and must never be walked into.
+        // The old chain stays allocated until the txg that writes the new header commits.
+        let ids: Vec<u64> = self.dsl.datasets.keys().copied().collect();
+        let open = self.txg.open;
+        for id in ids {
             let zil = self.new_zil().map_err(|e| ImportError::Replay(e.to_string()))?;
-            self.dsl.datasets.get_mut(id).expect("listed").head.zil = Some(zil);
-            self.force_sync = true;
+            let head = &mut self.dsl.datasets.get_mut(&id).expect("listed").head;
+            if let Some(old) = head.zil.replace(zil) {
+                old.discard(&mut self.zio, open);
+            }
         }
-        if replay.is_empty() && missing.is_empty() {
+        if replay.is_empty() {
             return Ok(());
         }
         self.replaying = true;
@@ -257,7 +257,7 @@ fn load_candidate(
             }
         }
         if head.zil_header.guid != 0 {
-            head.zil = Some(crate::zil::Zilog::resume(&head.zil_header, &log));
+            head.zil = Some(crate::zil::Zilog::resume(&head.zil_header, &log, ub.txg));
         }
         if !log.ops.is_empty() {
             replay.push((rec.name.clone(), log.ops));

@@ -215,7 +215,9 @@ impl Spa {
             .dsl
             .datasets
             .iter()
-            .filter(|(_, d)| d.head.is_dirty_in(txg))
+            .filter(|(_, d)| {
+                d.head.is_dirty_in(txg) || d.head.zil.as_ref().is_some_and(|z| z.dirty)
+            })
             .map(|(&i, _)| i)
             .collect();
         for id in ids {
