@@ -256,3 +256,19 @@ fn aligned_sub_block_free_range_zeroes_its_bytes() {
     assert!(got[1000..].iter().all(|&b| b == 5), "the rest of the block is kept");
     assert_eq!(spa.read("tank", o, 0, 16384).expect("read"), vec![5u8; 16384]);
 }
+
+/// Regression (found by the `ops` fuzz target, artifact timeout-object-near-dn-max-object):
+/// importing a pool whose head holds an object near DN_MAX_OBJECT scanned every dnode block
+/// up to the meta-dnode's maxblkid (2^43 lookups) instead of skipping hole subtrees.
+#[test]
+fn an_object_near_dn_max_object_imports_quickly() {
+    let mut spa = pool(16 * MIB);
+    let far = engine::limits::DN_MAX_OBJECT - 1;
+    spa.object_claim("tank", far, &file_spec(512)).expect("claim");
+    spa.write("tank", far, 0, b"far").expect("write");
+    spa.snapshot("tank@s").expect("snapshot");
+    let mut spa = reimport(spa);
+    assert_eq!(spa.objects("tank").expect("list"), vec![far]);
+    assert_eq!(spa.objects("tank@s").expect("list"), vec![far]);
+    assert_eq!(spa.read("tank", far, 0, 3).expect("read"), b"far");
+}

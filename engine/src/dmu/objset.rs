@@ -127,18 +127,20 @@ impl Objset {
     }
 
     fn scan_allocated(&self, zio: &mut Zio) -> Result<BTreeSet<u64>, ZioError> {
+        // Walk only the dnode blocks that exist: cost follows the tree, not the largest
+        // object number (an object near DN_MAX_OBJECT must not mean 2^43 lookups).
         let mut set = BTreeSet::new();
-        for blkid in 0..=self.meta.attrs.maxblkid {
+        let mut from = 0;
+        while let Some(blkid) = crate::dnode::sync::next_nonhole(zio, &self.meta, from)? {
             let bp = lookup(zio, &self.meta, blkid)?;
-            if bp.is_hole() {
-                continue;
-            }
             let raw = zio.read(&bp)?;
             for (slot, chunk) in raw.chunks_exact(DNODE_SIZE as usize).enumerate() {
                 if chunk[0] != 0 {
                     set.insert(blkid * DNODES_PER_BLOCK + slot as u64);
                 }
             }
+            let Some(next) = blkid.checked_add(1) else { break };
+            from = next;
         }
         set.remove(&0);
         Ok(set)
