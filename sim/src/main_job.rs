@@ -36,8 +36,16 @@ pub struct Summary {
     pub seeds: u64,
     /// Operations applied.
     pub ops: u64,
+    /// Operations applied while a txg was syncing.
+    pub ops_while_syncing: u64,
     /// Crashes simulated.
     pub crashes: u64,
+    /// Crashes in the middle of a txg sync.
+    pub crashes_mid_sync: u64,
+    /// Txgs committed.
+    pub txgs: u64,
+    /// Re-imports after a suspended pool.
+    pub recoveries: u64,
     /// Faults injected.
     pub faults: u64,
     /// Detected faults (errors instead of data).
@@ -54,7 +62,11 @@ impl Summary {
     fn add(&mut self, r: &SeedReport) {
         self.seeds += 1;
         self.ops += r.ops;
+        self.ops_while_syncing += r.ops_while_syncing;
         self.crashes += r.crashes;
+        self.crashes_mid_sync += r.crashes_mid_sync;
+        self.txgs += r.txgs;
+        self.recoveries += r.recoveries;
         self.faults += r.faults;
         self.detections += r.detections;
         self.checks += r.checks;

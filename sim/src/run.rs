@@ -1,22 +1,32 @@
-//! One seeded simulation: a random operation list run against the engine on the simulated
-//! disk and against the reference model, with crashes at seeded moments followed by import
-//! and the durability check (design.md property 2), conformance after every op (1), pool
-//! integrity after every sync (5), and detection under faults (7). FoundationDB's simulator
-//! and TigerBeetle's VOPR in spirit. Called by `zsim run/replay/shrink` and sim's tests.
-//! Everything derives from one u64 seed, split once at start into sub-seeds in a fixed order
-//! (ops, disk, crash schedule), so a new draw in one never shifts the others.
+//! One seeded simulation, FoundationDB/VOPR style, on `sched` (madsim): client tasks apply
+//! the seed's operations to the engine and the reference model under one lock (so both see
+//! one serial order) while a txg sync task, driven by virtual time (txg timeout) and dirty
+//! limits, quiesces the open txg and runs its sync one phase at a time with disk latency in
+//! between, so txg N syncs while clients write into N+1; a crash task cuts power at seeded
+//! moments, often mid-sync. Checks: conformance after every op (1), durability after every
+//! crash or suspension (2), integrity after every commit (5), detection under faults (7).
+//! Called by `zsim run/replay/shrink`, main_job and sim's tests; calls engine, oracle, disk.
+//! Durability bound: the model is snapshotted when `txg_quiesce` hands txg N to syncing, so a
+//! crash accepts exactly {model at the last commit, model at the quiesce of the syncing txg}.
 
-use engine::{Spa, SpaConfig};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use engine::txg::{SyncPhase, SyncStep};
+use engine::{Spa, SpaConfig, SpaError};
 use oracle::conformance;
 use oracle::integrity;
 use oracle::model::Model;
-use oracle::op::{random_ops, GenConfig, Op};
+use oracle::op::{random_ops, Divergence, GenConfig, Op};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::disk::{DiskConfig, SimDisk};
 use crate::fault::{FaultConfig, Profile};
-use crate::trace::Trace;
+use crate::sched::{self, Executor};
+use crate::trace::{OpContext, Trace};
 
 /// Pool name used by every simulation.
 pub const SIM_POOL: &str = "tank";
@@ -24,10 +34,50 @@ pub const SIM_POOL: &str = "tank";
 pub const OPS_PER_SEED_DEFAULT: usize = 120;
 /// Default simulated disk size.
 pub const SIM_DEVICE_BYTES_DEFAULT: u64 = 16 << 20;
-/// Chance (per million) of a crash before each operation, in crashing profiles.
-pub const CRASH_RATE_PPM: u32 = 40_000;
-/// Most sync phases run before a mid-sync crash.
-const MID_SYNC_STEPS_MAX: u32 = 7;
+/// Client tasks per run, drawn in this range.
+pub const CLIENTS_MIN: usize = 2;
+/// Most client tasks per run.
+pub const CLIENTS_MAX: usize = 4;
+/// A client's mean think time between operations, drawn per client in this range (ms).
+pub const THINK_MEAN_MS_MIN: u64 = 10;
+/// Longest mean think time (ms).
+pub const THINK_MEAN_MS_MAX: u64 = 100;
+/// How often the sync task looks at the txg timer and the dirty limits.
+pub const SYNC_TICK: Duration = Duration::from_millis(20);
+/// Txg timeout handed to the engine (host seconds; virtual time feeds `set_time`).
+pub const TXG_TIMEOUT_SECS_SIM: u64 = 1;
+/// Dirty bytes at which a write syncs inline (the engine's hard limit).
+pub const DIRTY_BYTES_MAX_SIM: u64 = 4 << 20;
+/// The sync task quiesces once the open txg holds this many dirty bytes, drawn per run in
+/// [min, max] (ZFS's zfs_dirty_data_sync: well below the hard limit).
+pub const DIRTY_SYNC_BYTES_MIN: u64 = 8 << 10;
+/// Largest soft dirty limit.
+pub const DIRTY_SYNC_BYTES_MAX: u64 = 512 << 10;
+/// Simulated write bandwidth of the disk, for the latency of the write phases.
+pub const DISK_BYTES_PER_SEC: u64 = 200 << 20;
+/// Latency of a cache flush, drawn in this range (ms).
+pub const FLUSH_LATENCY_MS_MIN: u64 = 2;
+/// Longest flush latency (ms).
+pub const FLUSH_LATENCY_MS_MAX: u64 = 40;
+/// Mean crashes per seed in crashing profiles (plus a final one).
+pub const CRASHES_PER_SEED_MEAN: u64 = 4;
+/// Share of crashes (percent) that wait for a sync in progress and cut into it.
+pub const MID_SYNC_CRASH_PCT: u32 = 50;
+/// Longest wait of such a crash for a sync to start.
+pub const MID_SYNC_WAIT_MAX: Duration = Duration::from_secs(2);
+/// Virtual time after which a run is declared stuck.
+pub const SIM_VIRTUAL_TIME_MAX: Duration = Duration::from_secs(3600);
+/// Committed txgs whose model the unrestricted profile keeps (import may rewind far).
+pub const HISTORY_TXGS_MAX: usize = 256;
+/// Host time (seconds) at virtual time zero.
+pub const HOST_EPOCH_SECS: u64 = 1_700_000_000;
+
+const _: () = assert!(CLIENTS_MIN >= 1 && CLIENTS_MIN <= CLIENTS_MAX);
+const _: () = assert!(THINK_MEAN_MS_MIN >= 1 && THINK_MEAN_MS_MIN <= THINK_MEAN_MS_MAX);
+const _: () = assert!(DIRTY_SYNC_BYTES_MIN <= DIRTY_SYNC_BYTES_MAX);
+const _: () = assert!(DIRTY_SYNC_BYTES_MAX < DIRTY_BYTES_MAX_SIM);
+const _: () = assert!(FLUSH_LATENCY_MS_MIN >= 1 && FLUSH_LATENCY_MS_MIN <= FLUSH_LATENCY_MS_MAX);
+const _: () = assert!(MID_SYNC_CRASH_PCT <= 100);
 
 /// Knobs of a simulation run.
 #[derive(Clone, Copy, Debug)]
@@ -40,6 +90,8 @@ pub struct SimConfig {
     pub device_bytes: u64,
     /// Workload generator knobs.
     pub gen: GenConfig,
+    /// The scheduler: madsim (builds with `--cfg madsim`) or sched's fallback.
+    pub executor: Executor,
 }
 
 impl Default for SimConfig {
@@ -49,6 +101,7 @@ impl Default for SimConfig {
             ops_per_seed: OPS_PER_SEED_DEFAULT,
             device_bytes: SIM_DEVICE_BYTES_DEFAULT,
             gen: GenConfig { write_len_max: 64 << 10, ..GenConfig::default() },
+            executor: Executor::DEFAULT,
         }
     }
 }
@@ -60,10 +113,18 @@ pub struct SeedReport {
     pub seed: u64,
     /// Operations applied.
     pub ops: u64,
+    /// Operations applied while a txg was syncing (their changes went into the next txg).
+    pub ops_while_syncing: u64,
     /// Conformance, integrity and durability checks made.
     pub checks: u64,
     /// Crashes simulated.
     pub crashes: u64,
+    /// Crashes that hit a txg in the middle of its sync.
+    pub crashes_mid_sync: u64,
+    /// Txgs committed.
+    pub txgs: u64,
+    /// Re-imports after the pool suspended.
+    pub recoveries: u64,
     /// Faults the disk injected.
     pub faults: u64,
     /// Errors the engine reported for injected damage (detections, property 7).
@@ -86,16 +147,26 @@ pub fn mix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The sub-seeds of a run, drawn in a fixed order.
+/// The sub-seeds of a run, drawn once in a fixed order (new ones go last).
 struct Seeds {
     ops: u64,
     disk: u64,
     crash: u64,
+    /// madsim's (or the fallback's) scheduling choices.
+    sched: u64,
+    /// Clients, think times, dirty limit, sync latencies.
+    timing: u64,
 }
 
 fn split(seed: u64) -> Seeds {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    Seeds { ops: rng.random(), disk: rng.random(), crash: rng.random() }
+    Seeds {
+        ops: rng.random(),
+        disk: rng.random(),
+        crash: rng.random(),
+        sched: rng.random(),
+        timing: rng.random(),
+    }
 }
 
 /// The operation list of `seed` under `cfg`.
@@ -104,182 +175,1039 @@ pub fn ops_for(seed: u64, cfg: &SimConfig) -> Vec<Op> {
     random_ops(split(seed).ops, cfg.ops_per_seed, &cfg.gen)
 }
 
-/// State of a running simulation.
-struct Sim {
-    spa: Spa,
-    disk: SimDisk,
-    model: Model,
-    /// The model as of the last committed txg.
-    durable: Model,
-    synced: u64,
-    crash_rng: ChaCha8Rng,
-    report: SeedReport,
-    trace: Trace,
-    profile: Profile,
-    spa_cfg: SpaConfig,
-}
-
 /// Run `seed` with its own operation list.
 #[must_use]
 pub fn run_seed(seed: u64, cfg: &SimConfig, verbose: bool) -> SeedReport {
     run_ops(seed, &ops_for(seed, cfg), cfg, verbose)
 }
 
-/// Run an explicit operation list with the disk and crash schedule of `seed` (shrinking).
+/// Run an explicit operation list with the disk, timing and crash schedule of `seed`
+/// (shrinking). A panic (a broken engine invariant) is reported as the seed's failure.
 #[must_use]
 pub fn run_ops(seed: u64, ops: &[Op], cfg: &SimConfig, verbose: bool) -> SeedReport {
     let seeds = split(seed);
-    let mut sim = match Sim::start(seed, &seeds, cfg, verbose) {
-        Ok(s) => s,
-        Err(msg) => return SeedReport { seed, failure: Some(msg), ..SeedReport::default() },
-    };
-    for (i, op) in ops.iter().enumerate() {
-        if let Err(msg) = sim.step(i, op) {
-            sim.report.failure = Some(format!("op #{i} {op:?}: {msg}"));
-            break;
+    let ops = ops.to_vec();
+    let cfg = *cfg;
+    let run = std::panic::AssertUnwindSafe(|| {
+        sched::block_on(cfg.executor, seeds.sched, simulate(seed, seeds, ops, cfg, verbose))
+    });
+    match std::panic::catch_unwind(run) {
+        Ok(report) => report,
+        Err(panic) => {
+            let msg = panic_message(&*panic);
+            SeedReport { seed, failure: Some(format!("panic: {msg}")), ..SeedReport::default() }
         }
     }
-    if sim.report.failure.is_none() {
-        if let Err(msg) = sim.finish() {
-            sim.report.failure = Some(format!("final check: {msg}"));
-        }
-    }
-    sim.report.faults = sim.disk.counters().total();
-    sim.report.trace_hash = sim.trace.hash();
-    sim.report.trace = sim.trace.lines().to_vec();
-    sim.report
 }
 
-impl Sim {
-    fn start(seed: u64, seeds: &Seeds, cfg: &SimConfig, verbose: bool) -> Result<Self, String> {
-        let disk_cfg = DiskConfig { faults: FaultConfig::NONE, ..DiskConfig::default() };
+/// Timing of one run, drawn from the timing sub-seed in a fixed order.
+struct Timing {
+    /// Mean think time of each client.
+    think_mean_ms: Vec<u64>,
+    /// Seed of each client's think-time generator.
+    client_seeds: Vec<u64>,
+    /// The sync task's soft dirty limit.
+    dirty_sync_bytes: u64,
+    /// Seed of the sync task's latency generator.
+    sync_seed: u64,
+}
+
+impl Timing {
+    fn draw(seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let clients = rng.random_range(CLIENTS_MIN..=CLIENTS_MAX);
+        let think_mean_ms: Vec<u64> =
+            (0..clients).map(|_| rng.random_range(THINK_MEAN_MS_MIN..=THINK_MEAN_MS_MAX)).collect();
+        let client_seeds: Vec<u64> = (0..clients).map(|_| rng.random()).collect();
+        let shift_min = DIRTY_SYNC_BYTES_MIN.trailing_zeros();
+        let shift = rng.random_range(shift_min..=DIRTY_SYNC_BYTES_MAX.trailing_zeros());
+        let dirty_sync_bytes = (1u64 << shift).clamp(DIRTY_SYNC_BYTES_MIN, DIRTY_SYNC_BYTES_MAX);
+        let sync_seed = rng.random();
+        assert_eq!(think_mean_ms.len(), client_seeds.len());
+        Self { think_mean_ms, client_seeds, dirty_sync_bytes, sync_seed }
+    }
+
+    /// Mean virtual time between crashes: the expected run length over the crash count.
+    fn crash_interval_mean(&self, ops: usize) -> Duration {
+        let ops_per_sec: f64 = self.think_mean_ms.iter().map(|&m| 1000.0 / m as f64).sum();
+        let run_secs = ops as f64 / ops_per_sec;
+        Duration::from_secs_f64(run_secs / CRASHES_PER_SEED_MEAN as f64).max(sched::SLEEP_MIN)
+    }
+}
+
+type Shared = Rc<RefCell<World>>;
+
+/// The whole simulation: spawn the tasks, wait for the clients, stop the rest, finish.
+async fn simulate(
+    seed: u64,
+    seeds: Seeds,
+    ops: Vec<Op>,
+    cfg: SimConfig,
+    verbose: bool,
+) -> SeedReport {
+    let timing = Timing::draw(seeds.timing);
+    let n_ops = ops.len();
+    let world = match World::start(seed, &seeds, ops, &cfg, &timing, verbose) {
+        Ok(w) => Rc::new(RefCell::new(w)),
+        Err(msg) => return SeedReport { seed, failure: Some(msg), ..SeedReport::default() },
+    };
+    let clients: Vec<_> = (0..timing.think_mean_ms.len())
+        .map(|c| {
+            let rng = ChaCha8Rng::seed_from_u64(timing.client_seeds[c]);
+            sched::spawn(client_task(Rc::clone(&world), c, timing.think_mean_ms[c], rng))
+        })
+        .collect();
+    let sync_rng = ChaCha8Rng::seed_from_u64(timing.sync_seed);
+    let syncer = sched::spawn(sync_task(Rc::clone(&world), sync_rng));
+    let crasher = cfg.profile.crashes().then(|| {
+        let rng = ChaCha8Rng::seed_from_u64(seeds.crash);
+        let mean = timing.crash_interval_mean(n_ops);
+        sched::spawn(crash_task(Rc::clone(&world), rng, mean))
+    });
+    for c in clients {
+        c.join().await;
+    }
+    world.borrow_mut().stop = true;
+    syncer.join().await;
+    if let Some(c) = crasher {
+        c.join().await;
+    }
+    let mut w = world.borrow_mut();
+    if w.report.failure.is_none() && !w.lost {
+        if let Err(msg) = guarded(&mut w, |w| w.finish(sched::elapsed())) {
+            w.report.failure = Some(format!("final check: {msg}"));
+        }
+    }
+    w.take_report()
+}
+
+/// A client: think, then take the next operation of the list and apply it (under the lock).
+async fn client_task(world: Shared, client: usize, think_mean_ms: u64, mut rng: ChaCha8Rng) {
+    loop {
+        let think_ms = rng.random_range(1..=2 * think_mean_ms);
+        sched::sleep(Duration::from_millis(think_ms)).await;
+        let mut w = world.borrow_mut();
+        match guarded(&mut w, |w| w.client_step(client, sched::elapsed())) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(msg) => return w.fail(msg),
+        }
+    }
+}
+
+/// The txg sync thread: every tick, if the txg timer or a dirty limit asks for it, quiesce
+/// the open txg and sync it one phase at a time, sleeping each phase's disk latency.
+async fn sync_task(world: Shared, mut rng: ChaCha8Rng) {
+    loop {
+        sched::sleep(SYNC_TICK).await;
+        let started = guarded(&mut world.borrow_mut(), |w| w.sync_start(sched::elapsed()));
+        match started {
+            Ok(true) => {}
+            Ok(false) => {
+                if world.borrow().stop {
+                    return;
+                }
+                continue;
+            }
+            Err(msg) => return world.borrow_mut().fail(msg),
+        }
+        loop {
+            let latency = world.borrow().phase_latency(&mut rng);
+            sched::sleep(latency).await;
+            let stepped = guarded(&mut world.borrow_mut(), |w| w.sync_one_step(sched::elapsed()));
+            match stepped {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(msg) => return world.borrow_mut().fail(msg),
+            }
+        }
+    }
+}
+
+/// Power cuts at seeded virtual moments (uniform gaps around `mean`); a share of them aim at
+/// a sync in progress (wait, bounded, for one to start, then cut a little into it).
+async fn crash_task(world: Shared, mut rng: ChaCha8Rng, mean: Duration) {
+    let mean_us = u64::try_from(mean.as_micros()).expect("invariant: bounded run");
+    loop {
+        let gap = Duration::from_micros(rng.random_range(1..=2 * mean_us));
+        sched::sleep(gap).await;
+        if rng.random_range(0..100) < MID_SYNC_CRASH_PCT {
+            let mut waited = Duration::ZERO;
+            while !world.borrow().syncing_now() && waited < MID_SYNC_WAIT_MAX {
+                sched::sleep(sched::SLEEP_MIN).await;
+                waited += sched::SLEEP_MIN;
+            }
+            let into_us = rng.random_range(0..=FLUSH_LATENCY_MS_MAX * 1000);
+            sched::sleep(Duration::from_micros(into_us)).await;
+        }
+        let mut w = world.borrow_mut();
+        if w.stop {
+            return;
+        }
+        if let Err(msg) = guarded(&mut w, |w| w.crash(sched::elapsed())) {
+            return w.fail(msg);
+        }
+    }
+}
+
+/// Run `f` on the world, turning a panic (a broken engine or oracle invariant) into a
+/// failure so the trace up to it survives. The run stops after it.
+fn guarded<T>(
+    world: &mut World,
+    f: impl FnOnce(&mut World) -> Result<T, String>,
+) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(world))) {
+        Ok(r) => r,
+        Err(panic) => Err(format!("panic: {}", panic_message(&*panic))),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".to_owned())
+}
+
+/// How the engine answered an operation.
+enum Applied {
+    /// As the model did.
+    Ok,
+    /// A read failed (detection): the engine refused and changed nothing.
+    ReadError(String),
+    /// A write or flush failed during a sync: the pool is suspended.
+    Suspended(String),
+    /// The pool could not be imported again (unrestricted profile only: detection).
+    Lost(String),
+    /// Anything else: a violation.
+    Violation(String),
+}
+
+/// A model the pool may equal after a crash or re-import, and why.
+struct Candidate {
+    what: String,
+    model: Rc<Model>,
+}
+
+/// Everything a run shares between its tasks, behind one lock (a `RefCell`: the run is one
+/// OS thread and no borrow is held across an await).
+struct World {
+    spa: Option<Spa>,
+    disk: SimDisk,
+    model: Model,
+    /// The model as of the last committed txg, and that txg.
+    committed: Rc<Model>,
+    committed_txg: u64,
+    /// The syncing txg and the model as of its quiesce.
+    syncing: Option<(u64, Rc<Model>)>,
+    /// The last sync phase finished of the syncing txg.
+    sync_phase: Option<SyncPhase>,
+    /// Models of committed txgs (unrestricted profile only).
+    history: BTreeMap<u64, Rc<Model>>,
+    ops: Vec<Op>,
+    next_op: usize,
+    trace: Trace,
+    report: SeedReport,
+    profile: Profile,
+    spa_cfg: SpaConfig,
+    dirty_sync_bytes: u64,
+    /// Tasks stop at their next wake-up.
+    stop: bool,
+    /// The pool is gone (unrestricted: import failed, detected); the run ends early.
+    lost: bool,
+}
+
+impl World {
+    fn start(
+        seed: u64,
+        seeds: &Seeds,
+        ops: Vec<Op>,
+        cfg: &SimConfig,
+        timing: &Timing,
+        verbose: bool,
+    ) -> Result<Self, String> {
+        // Verbose runs record disk events to show faults in the trace (recording draws
+        // nothing from the disk's generator, so the run is the same).
+        let disk_cfg = DiskConfig {
+            faults: FaultConfig::NONE,
+            record_events: verbose,
+            ..DiskConfig::default()
+        };
         let disk = SimDisk::new(cfg.device_bytes, disk_cfg, seeds.disk);
-        let spa_cfg = SpaConfig { guid_seed: seed, ..SpaConfig::default() };
+        let spa_cfg = SpaConfig {
+            guid_seed: seed,
+            now_secs: HOST_EPOCH_SECS,
+            dirty_bytes_max: DIRTY_BYTES_MAX_SIM,
+            txg_timeout_secs: TXG_TIMEOUT_SECS_SIM,
+        };
         let spa = Spa::create(Box::new(disk.clone()), SIM_POOL, spa_cfg)
             .map_err(|e| format!("create: {e}"))?;
         disk.set_faults(cfg.profile.fault_config());
         let model = Model::new(SIM_POOL);
-        let synced = spa.last_synced_txg();
+        let committed_txg = spa.last_synced_txg();
+        let mut trace = Trace::new(verbose);
+        trace.note(&format!(
+            "seed {seed} profile {} on {:?}: {} ops, {} clients (think means {:?} ms), soft \
+             dirty limit {} B",
+            cfg.profile,
+            cfg.executor,
+            ops.len(),
+            timing.think_mean_ms.len(),
+            timing.think_mean_ms,
+            timing.dirty_sync_bytes
+        ));
         Ok(Self {
-            spa,
+            spa: Some(spa),
             disk,
-            durable: model.clone(),
+            committed: Rc::new(model.clone()),
             model,
-            synced,
-            crash_rng: ChaCha8Rng::seed_from_u64(seeds.crash),
+            committed_txg,
+            syncing: None,
+            sync_phase: None,
+            history: BTreeMap::new(),
+            ops,
+            next_op: 0,
+            trace,
             report: SeedReport { seed, ..SeedReport::default() },
-            trace: Trace::new(verbose),
             profile: cfg.profile,
             spa_cfg,
+            dirty_sync_bytes: timing.dirty_sync_bytes,
+            stop: false,
+            lost: false,
         })
     }
 
-    fn step(&mut self, i: usize, op: &Op) -> Result<(), String> {
-        if self.profile.crashes() && self.crash_rng.random_range(0..1_000_000u32) < CRASH_RATE_PPM {
-            let mid = self.crash_rng.random_range(0..=MID_SYNC_STEPS_MAX);
-            self.crash(mid)?;
+    /// Verbose runs: move the disk's fault events since the last call into the trace.
+    fn disk_details(&mut self) {
+        if !self.trace.is_verbose() {
+            return;
         }
-        self.report.ops += 1;
-        let outcome = op.apply(&mut self.spa, &mut self.model);
-        self.trace.op(i, op, &outcome, self.spa.last_synced_txg());
-        if let Err(d) = outcome {
-            return self.after_error(&d.to_string());
-        }
-        conformance::check(&mut self.spa, &self.model).map_err(|d| d.to_string())?;
-        self.report.checks += 1;
-        self.note_sync()
-    }
-
-    /// The engine failed an op: under faults that is detection, and a suspended pool is
-    /// recovered like a crash; anything else (wrong data, wrong error) is a violation.
-    fn after_error(&mut self, msg: &str) -> Result<(), String> {
-        let faulty =
-            matches!(self.profile, Profile::Faults | Profile::Unrestricted | Profile::LyingFlush);
-        let detected = msg.contains("Err(Io)")
-            || msg.contains("Err(Suspended)")
-            || msg.contains("suspended")
-            || msg.contains("checksum error")
-            || msg.contains("I/O error");
-        if !(faulty && detected) {
-            return Err(msg.to_owned());
-        }
-        self.report.detections += 1;
-        self.trace.note(&format!("detected: {msg}"));
-        self.crash(0)
-    }
-
-    /// Record a newly committed txg: the model as of now is durable.
-    fn note_sync(&mut self) -> Result<(), String> {
-        let now = self.spa.last_synced_txg();
-        if now != self.synced && self.spa.syncing_txg().is_none() && !self.spa.is_dirty() {
-            self.synced = now;
-            self.durable = self.model.clone();
-            if self.profile == Profile::None || self.profile == Profile::Crash {
-                integrity::check(&mut self.spa).map_err(|e| format!("integrity: {e}"))?;
-                self.report.checks += 1;
+        let Some(rec) = self.disk.take_recording() else { return };
+        for ev in &rec.events {
+            if let crate::disk::DiskEvent::Fault(f) = ev {
+                self.trace.detail(&format!("disk fault: {f:?}"));
             }
         }
-        Ok(())
+        let _base = self.disk.start_recording();
     }
 
-    /// Crash, optionally after running `mid_steps` phases of a sync of the open txg, then
-    /// import and check the pool equals the model as of some txg in
-    /// [last committed, last started].
-    fn crash(&mut self, mid_steps: u32) -> Result<(), String> {
-        self.report.crashes += 1;
-        let mut candidates = vec![self.durable.clone()];
-        if mid_steps > 0 && !self.spa.is_suspended() {
-            if let Ok(Some(_)) = self.spa.txg_quiesce() {
-                candidates.push(self.model.clone());
-                for _ in 0..mid_steps {
-                    if self.spa.sync_step().is_err() {
-                        break;
+    /// True while a txg is syncing.
+    fn syncing_now(&self) -> bool {
+        self.spa.as_ref().is_some_and(|s| s.syncing_txg().is_some())
+    }
+
+    fn spa(&mut self) -> &mut Spa {
+        self.spa.as_mut().expect("invariant: a pool is imported outside crash and recovery")
+    }
+
+    /// Faulty profiles: engine read errors are detections, suspensions are recovered.
+    fn lenient(&self) -> bool {
+        matches!(self.profile, Profile::Faults | Profile::Unrestricted)
+    }
+
+    /// Profiles without damage: the pool must pass the zdb-like walk after every commit.
+    fn integrity_checked(&self) -> bool {
+        matches!(self.profile, Profile::None | Profile::Crash | Profile::LyingFlush)
+    }
+
+    fn fail(&mut self, msg: String) {
+        if self.report.failure.is_none() {
+            self.trace.note(&format!("FAIL: {}", msg.replace('\n', " ")));
+            self.report.failure = Some(msg);
+        }
+        self.stop = true;
+    }
+
+    fn set_clock(&mut self, at: Duration) {
+        if let Some(spa) = self.spa.as_mut() {
+            spa.set_time(HOST_EPOCH_SECS + at.as_secs());
+        }
+    }
+
+    fn take_report(&mut self) -> SeedReport {
+        let counters = self.disk.counters();
+        self.trace.note(&format!("faults injected: {counters:?}"));
+        let mut report = std::mem::take(&mut self.report);
+        report.faults = counters.total();
+        report.trace_hash = self.trace.hash();
+        report.trace = self.trace.lines().to_vec();
+        report
+    }
+
+    /// Apply the next operation for `client`; false when the list is exhausted or stopped.
+    fn client_step(&mut self, client: usize, at: Duration) -> Result<bool, String> {
+        if self.stop || at > SIM_VIRTUAL_TIME_MAX {
+            return Ok(false);
+        }
+        let Some(op) = self.ops.get(self.next_op).cloned() else { return Ok(false) };
+        let i = self.next_op;
+        self.next_op += 1;
+        self.set_clock(at);
+        let spa = self.spa();
+        let ctx = OpContext {
+            client,
+            at,
+            open_txg: spa.open_txg(),
+            syncing_txg: spa.syncing_txg(),
+            synced_txg: spa.last_synced_txg(),
+        };
+        if ctx.syncing_txg.is_some() {
+            self.report.ops_while_syncing += 1;
+        }
+        let before =
+            (self.lenient() && !matches!(op, Op::Read { .. })).then(|| Rc::new(self.model.clone()));
+        let applied =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(&op, at)))
+                .unwrap_or_else(|p| Applied::Violation(format!("panic: {}", panic_message(&*p))));
+        self.report.ops += 1;
+        let outcome = match &applied {
+            Applied::Ok => "ok".to_owned(),
+            Applied::ReadError(m) => format!("read error (detected): {m}"),
+            Applied::Suspended(m) => format!("pool suspended (detected): {m}"),
+            Applied::Lost(m) => format!("pool lost (detected): {m}"),
+            Applied::Violation(m) => format!("VIOLATION: {m}"),
+        };
+        self.trace.op(i, &op, &ctx, &outcome.replace('\n', " "));
+        self.disk_details();
+        self.after_op(i, &op, applied, before, at).map_err(|m| format!("op #{i} {op:?}: {m}"))?;
+        Ok(!self.stop)
+    }
+
+    fn after_op(
+        &mut self,
+        i: usize,
+        op: &Op,
+        applied: Applied,
+        before: Option<Rc<Model>>,
+        at: Duration,
+    ) -> Result<(), String> {
+        match applied {
+            Applied::Ok => {}
+            Applied::ReadError(_) => {
+                self.report.detections += 1;
+                if let Some(b) = before {
+                    self.model = (*b).clone();
+                }
+            }
+            Applied::Suspended(_) => {
+                self.report.detections += 1;
+                let mut extra = vec![];
+                if let Some(b) = before {
+                    extra.push(Candidate { what: format!("model before op #{i}"), model: b });
+                }
+                let after = Rc::new(self.model.clone());
+                extra.push(Candidate { what: format!("model after op #{i}"), model: after });
+                return self.recover(extra, at);
+            }
+            Applied::Lost(_) => {
+                self.report.detections += 1;
+                self.lost = true;
+                self.stop = true;
+                return Ok(());
+            }
+            Applied::Violation(m) => return Err(m),
+        }
+        self.reconcile()?;
+        self.check_pool(changes_snapshots(op))
+    }
+
+    /// Run `op` on engine and model. Pool-level ops (sync, sync steps, export/import) are
+    /// run here so the durability bookkeeping sees every quiesce and commit; the others go
+    /// through `Op::apply` and its divergence is classified.
+    fn apply(&mut self, op: &Op, at: Duration) -> Applied {
+        match op {
+            Op::Sync => match self.spa().txg_sync() {
+                Ok(_) => Applied::Ok,
+                Err(e) => self.classify_spa(&e),
+            },
+            Op::SyncStep { steps } => self.sync_steps(*steps, at),
+            Op::ExportImport => self.export_import(at),
+            _ => {
+                let spa = self.spa.as_mut().expect("invariant: pool imported");
+                match op.apply(spa, &mut self.model) {
+                    Ok(()) => Applied::Ok,
+                    Err(d) => self.classify(&d),
+                }
+            }
+        }
+    }
+
+    fn classify_spa(&mut self, e: &SpaError) -> Applied {
+        if self.spa().is_suspended() && self.lenient() {
+            return Applied::Suspended(e.to_string());
+        }
+        Applied::Violation(format!("engine failed: {e}"))
+    }
+
+    fn classify(&mut self, d: &Divergence) -> Applied {
+        if !self.lenient() {
+            return Applied::Violation(d.to_string());
+        }
+        if self.spa().is_suspended() {
+            return Applied::Suspended(d.what.clone());
+        }
+        if d.what.contains("engine Err(Io)") {
+            return Applied::ReadError(d.what.clone());
+        }
+        Applied::Violation(d.to_string())
+    }
+
+    /// `Op::SyncStep`: quiesce (snapshotting the model) and run `steps` sync phases.
+    fn sync_steps(&mut self, steps: u8, at: Duration) -> Applied {
+        match self.spa().txg_quiesce() {
+            Ok(Some(txg)) => self.note_quiesce(txg, at, "sync-step op"),
+            Ok(None) => {}
+            Err(e) => return self.classify_spa(&e),
+        }
+        for _ in 0..steps {
+            match self.spa().sync_step() {
+                Ok(step) => {
+                    if let Err(m) = self.note_step(step, at) {
+                        return Applied::Violation(m);
                     }
                 }
-            }
-        } else if self.spa.is_dirty() || self.spa.syncing_txg().is_some() {
-            candidates.push(self.model.clone());
-        }
-        let placeholder = Spa::create(
-            Box::new(engine::MemoryDevice::new(engine::limits::SPA_MINDEVSIZE)),
-            "placeholder",
-            SpaConfig::default(),
-        )
-        .map_err(|e| e.to_string())?;
-        drop(std::mem::replace(&mut self.spa, placeholder).into_device());
-        let image = self.disk.crash();
-        self.trace
-            .note(&format!("crash after {mid_steps} sync phases; image {} bytes", image.len()));
-        let quiet = self.disk.faults();
-        self.disk.set_faults(FaultConfig { ..quiet });
-        self.spa = Spa::import(Box::new(self.disk.clone()), self.spa_cfg, None)
-            .map_err(|e| format!("import after crash: {e}"))?;
-        self.report.checks += 1;
-        let mut errors = Vec::new();
-        for c in candidates.iter().rev() {
-            match conformance::check(&mut self.spa, c) {
-                Ok(()) => {
-                    self.model = c.clone();
-                    self.durable = c.clone();
-                    self.synced = self.spa.last_synced_txg();
-                    self.trace.note(&format!("recovered txg {}", self.synced));
-                    return Ok(());
-                }
-                Err(d) => errors.push(d.to_string()),
+                Err(e) => return self.classify_spa(&e),
             }
         }
-        Err(format!("durability violation after crash: the pool matches no txg in [last committed, last started]: {}", errors.join(" | ")))
+        Applied::Ok
     }
 
-    fn finish(&mut self) -> Result<(), String> {
-        if self.spa.is_suspended() {
-            return Ok(());
+    /// `Op::ExportImport`, with this run's pool config on import. A clean export commits
+    /// everything, so the import must give the model as of now (under `unrestricted` any
+    /// committed txg the pool can still verify).
+    fn export_import(&mut self, at: Duration) -> Applied {
+        let spa = self.spa.take().expect("invariant: pool imported");
+        if let Err(e) = spa.export() {
+            // The pool is dropped; `recover` imports it again from the disk.
+            if self.lenient() {
+                return Applied::Suspended(format!("export: {e}"));
+            }
+            return Applied::Violation(format!("export failed: {e}"));
         }
-        self.spa.txg_sync().map_err(|e| format!("final sync: {e}"))?;
-        self.note_sync()?;
-        if self.profile.crashes() {
-            self.crash(0)?;
+        if let Some((t, m)) = self.syncing.take() {
+            self.remember(t, m);
+        }
+        self.committed = Rc::new(self.model.clone());
+        match self.import_and_match(vec![], at, "export and import") {
+            Ok(()) if self.lost => Applied::Lost("import after export failed".to_owned()),
+            Ok(()) => Applied::Ok,
+            Err(e) => Applied::Violation(e),
+        }
+    }
+
+    fn import(&mut self, at: Duration) -> Result<(), String> {
+        assert!(self.spa.is_none(), "import over a live pool");
+        let cfg = SpaConfig { now_secs: HOST_EPOCH_SECS + at.as_secs(), ..self.spa_cfg };
+        let spa = Spa::import(Box::new(self.disk.clone()), cfg, None).map_err(|e| e.to_string())?;
+        self.trace.at(at, &format!("imported txg {}", spa.last_synced_txg()));
+        self.spa = Some(spa);
+        self.report.checks += 1;
+        Ok(())
+    }
+
+    /// Txg `txg` was handed to syncing: the model now is its state.
+    fn note_quiesce(&mut self, txg: u64, at: Duration, why: &str) {
+        assert!(self.syncing.is_none(), "quiesce of {txg} while {:?} syncs", self.syncing);
+        assert!(txg > self.committed_txg, "quiesce of {txg} <= committed {}", self.committed_txg);
+        self.syncing = Some((txg, Rc::new(self.model.clone())));
+        self.sync_phase = None;
+        self.trace.at(at, &format!("quiesce txg {txg} ({why})"));
+    }
+
+    /// Account for one `sync_step` result.
+    fn note_step(&mut self, step: SyncStep, at: Duration) -> Result<(), String> {
+        self.disk_details();
+        match step {
+            SyncStep::Idle => self.sync_phase = None,
+            SyncStep::Progress(phase) => {
+                self.sync_phase = Some(phase);
+                let txg = self.syncing.as_ref().map_or(0, |s| s.0);
+                self.trace.at(at, &format!("sync txg {txg}: {phase:?} done"));
+            }
+            SyncStep::Done(txg) => {
+                let (t, model) = self
+                    .syncing
+                    .take()
+                    .ok_or_else(|| format!("txg {txg} committed but its quiesce was never seen"))?;
+                if t != txg {
+                    return Err(format!("txg {txg} committed while txg {t} was syncing"));
+                }
+                self.trace.at(at, &format!("sync txg {txg}: committed"));
+                self.commit(txg, model)?;
+            }
         }
         Ok(())
+    }
+
+    /// Txg `txg` committed with state `model`.
+    fn commit(&mut self, txg: u64, model: Rc<Model>) -> Result<(), String> {
+        assert!(txg > self.committed_txg, "commit of {txg} <= {}", self.committed_txg);
+        self.committed = Rc::clone(&model);
+        self.committed_txg = txg;
+        self.sync_phase = None;
+        self.report.txgs += 1;
+        self.remember(txg, model);
+        self.integrity()
+    }
+
+    fn remember(&mut self, txg: u64, model: Rc<Model>) {
+        if self.profile != Profile::Unrestricted {
+            return;
+        }
+        self.history.insert(txg, model);
+        while self.history.len() > HISTORY_TXGS_MAX {
+            self.history.pop_first();
+        }
+    }
+
+    fn integrity(&mut self) -> Result<(), String> {
+        if !self.integrity_checked() || self.spa().syncing_txg().is_some() {
+            return Ok(());
+        }
+        integrity::check(self.spa()).map_err(|e| format!("integrity: {e}"))?;
+        self.report.checks += 1;
+        Ok(())
+    }
+
+    /// After an op: account for the syncs it ran inline (DSL ops, `Sync`, the dirty limit).
+    fn reconcile(&mut self) -> Result<(), String> {
+        let spa = self.spa.as_ref().expect("invariant: pool imported");
+        let (synced, syncing, dirty) = (spa.last_synced_txg(), spa.syncing_txg(), spa.is_dirty());
+        if syncing.is_none() {
+            self.sync_phase = None;
+        }
+        if let Some(t) = syncing {
+            if self.syncing.as_ref().map(|s| s.0) != Some(t) {
+                return Err(format!("txg {t} started syncing inside an op: its state is unknown"));
+            }
+        }
+        if synced == self.committed_txg {
+            return Ok(());
+        }
+        assert!(synced > self.committed_txg, "synced {synced} < {}", self.committed_txg);
+        // The txg that was syncing before the op committed inside it.
+        let known = self.syncing.take_if(|(t, _)| *t <= synced);
+        if let Some((t, m)) = &known {
+            self.remember(*t, Rc::clone(m));
+        }
+        if !dirty {
+            self.committed = Rc::new(self.model.clone());
+            self.committed_txg = synced;
+            self.report.txgs += 1;
+            self.remember(synced, Rc::clone(&self.committed));
+            return self.integrity();
+        }
+        match known {
+            Some((t, m)) if t == synced => self.commit(t, m),
+            _ => Err(format!("txg {synced} committed inside an op with changes still dirty")),
+        }
+    }
+
+    /// Sync task: start syncing if the timer or a dirty limit asks (or continue a sync a
+    /// sync-step op started). True when a txg is syncing.
+    fn sync_start(&mut self, at: Duration) -> Result<bool, String> {
+        if self.stop {
+            return Ok(false);
+        }
+        if at > SIM_VIRTUAL_TIME_MAX {
+            return Err(format!("virtual time limit {SIM_VIRTUAL_TIME_MAX:?} reached"));
+        }
+        self.set_clock(at);
+        let soft = self.dirty_sync_bytes;
+        let spa = self.spa();
+        if spa.syncing_txg().is_some() {
+            return Ok(true);
+        }
+        let why = if spa.sync_wanted() {
+            "txg timeout or dirty limit"
+        } else if spa.dirty_bytes() >= soft {
+            "soft dirty limit"
+        } else {
+            return Ok(false);
+        };
+        match spa.txg_quiesce() {
+            Ok(Some(txg)) => {
+                self.note_quiesce(txg, at, why);
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(e) => Err(format!("quiesce of a live pool failed: {e}")),
+        }
+    }
+
+    /// The disk latency of the next sync phase.
+    fn phase_latency(&self, rng: &mut ChaCha8Rng) -> Duration {
+        let next = self.sync_phase.map_or(Some(SyncPhase::Datasets), SyncPhase::next);
+        let flush =
+            Duration::from_millis(rng.random_range(FLUSH_LATENCY_MS_MIN..=FLUSH_LATENCY_MS_MAX));
+        match next {
+            Some(SyncPhase::FlushBlocks | SyncPhase::FlushUberblock) => flush,
+            Some(SyncPhase::Datasets) => {
+                let bytes = self.spa.as_ref().map_or(0, Spa::dirty_bytes);
+                sched::SLEEP_MIN + Duration::from_micros(bytes * 1_000_000 / DISK_BYTES_PER_SEC)
+            }
+            _ => sched::SLEEP_MIN,
+        }
+    }
+
+    /// Sync task: run one phase. True while the txg is still syncing.
+    fn sync_one_step(&mut self, at: Duration) -> Result<bool, String> {
+        if self.stop {
+            return Ok(false);
+        }
+        self.set_clock(at);
+        match self.spa().sync_step() {
+            Ok(step) => {
+                self.note_step(step, at)?;
+                Ok(matches!(step, SyncStep::Progress(_)))
+            }
+            Err(e) => match self.classify_spa(&e) {
+                Applied::Suspended(m) => {
+                    self.report.detections += 1;
+                    self.trace.at(at, &format!("sync failed, pool suspended (detected): {m}"));
+                    self.recover(vec![], at)?;
+                    Ok(false)
+                }
+                _ => Err(format!("sync step failed: {e}")),
+            },
+        }
+    }
+
+    /// The pool suspended: re-import it from the same disk (no power loss) and check that
+    /// nothing committed was lost.
+    fn recover(&mut self, extra: Vec<Candidate>, at: Duration) -> Result<(), String> {
+        self.report.recoveries += 1;
+        drop(self.spa.take());
+        self.trace.at(at, "re-import after suspension");
+        self.import_and_match(extra, at, "re-import after suspension")
+    }
+
+    /// Power loss at `at` (the sync in progress, if any, stops where it is).
+    fn crash(&mut self, at: Duration) -> Result<(), String> {
+        self.report.crashes += 1;
+        let spa = self.spa.take().expect("invariant: pool imported");
+        let mid = spa.syncing_txg();
+        drop(spa);
+        if mid.is_some() {
+            self.report.crashes_mid_sync += 1;
+        }
+        self.disk_details();
+        let image = self.disk.crash_detailed();
+        let cached: usize = image.kept.iter().map(Vec::len).sum();
+        let kept = image.kept.iter().flatten().filter(|k| **k).count();
+        let during = match (mid, self.sync_phase) {
+            (Some(t), Some(p)) => format!("during the sync of txg {t}, after {p:?}"),
+            (Some(t), None) => format!("during the sync of txg {t}, before any phase"),
+            (None, _) => "between syncs".to_owned(),
+        };
+        self.trace.at(at, &format!("crash {during}; kept {kept} of {cached} cached sectors"));
+        self.import_and_match(vec![], at, "crash")
+    }
+
+    /// Import after a crash or suspension and adopt the first candidate the pool equals:
+    /// the syncing txg's quiesce state, the last commit, and `extra`.
+    fn import_and_match(
+        &mut self,
+        extra: Vec<Candidate>,
+        at: Duration,
+        why: &str,
+    ) -> Result<(), String> {
+        let mut candidates = extra;
+        candidates.push(Candidate {
+            what: format!("last committed txg {}", self.committed_txg),
+            model: Rc::clone(&self.committed),
+        });
+        if let Some((t, m)) = self.syncing.take() {
+            candidates.push(Candidate { what: format!("syncing txg {t} at quiesce"), model: m });
+        }
+        self.sync_phase = None;
+        if let Err(e) = self.import(at) {
+            if self.profile == Profile::Unrestricted {
+                self.report.detections += 1;
+                self.trace.at(at, &format!("pool lost (detected): import failed: {e}"));
+                self.lost = true;
+                self.stop = true;
+                return Ok(());
+            }
+            return Err(format!("import after {why}: {e}"));
+        }
+        let txg = self.spa().last_synced_txg();
+        if let Some(m) = self.history.get(&txg) {
+            let model = Rc::clone(m);
+            candidates.push(Candidate { what: format!("committed txg {txg} (history)"), model });
+        }
+        let mut errors = Vec::new();
+        for c in candidates.iter().rev() {
+            match self.check_against(&c.model, true) {
+                Ok(()) => return self.adopt(c, txg, at),
+                Err(e) => errors.push(format!("[{}] {e}", c.what)),
+            }
+        }
+        if self.profile == Profile::Unrestricted && !self.history.contains_key(&txg) {
+            // Only detection holds here, and no model of the imported txg is known.
+            self.trace.at(at, &format!("imported txg {txg} has no known model: run ends"));
+            self.lost = true;
+            self.stop = true;
+            return Ok(());
+        }
+        Err(format!(
+            "durability violation after {why}: the pool (txg {txg}) matches none of the \
+             allowed states: {}",
+            errors.join(" | ")
+        ))
+    }
+
+    fn adopt(&mut self, c: &Candidate, txg: u64, at: Duration) -> Result<(), String> {
+        self.trace.at(at, &format!("recovered txg {txg}: equals {}", c.what));
+        self.model = (*c.model).clone();
+        self.committed = Rc::clone(&c.model);
+        self.committed_txg = txg;
+        self.history.retain(|&t, _| t <= txg);
+        self.remember(txg, Rc::clone(&c.model));
+        self.integrity()
+    }
+
+    /// Conformance of the pool against `model`: strict in the undamaged profiles, lenient
+    /// (errors are detections) under faults.
+    fn check_against(&mut self, model: &Model, snapshots: bool) -> Result<(), String> {
+        let lenient = self.lenient();
+        let metadata_errors_ok = self.profile == Profile::Unrestricted;
+        let spa = self.spa.as_mut().expect("invariant: pool imported");
+        self.report.checks += 1;
+        if !lenient {
+            let r = if snapshots {
+                conformance::check(spa, model)
+            } else {
+                conformance::check_heads(spa, model)
+            };
+            return r.map_err(|d| d.to_string());
+        }
+        let detected = lenient::check(spa, model, snapshots, metadata_errors_ok)?;
+        self.report.detections += detected;
+        Ok(())
+    }
+
+    fn check_pool(&mut self, snapshots: bool) -> Result<(), String> {
+        if self.stop && self.lost {
+            return Ok(());
+        }
+        let model = std::mem::replace(&mut self.model, Model::new(SIM_POOL));
+        let r = self.check_against(&model, snapshots);
+        self.model = model;
+        r
+    }
+
+    /// After the last op: commit everything, check the pool, and crash once more.
+    fn finish(&mut self, at: Duration) -> Result<(), String> {
+        self.set_clock(at);
+        self.trace.at(at, "finish: final sync");
+        match self.spa().txg_sync() {
+            Ok(_) => self.reconcile()?,
+            Err(e) => match self.classify_spa(&e) {
+                Applied::Suspended(_) => {
+                    self.report.detections += 1;
+                    self.recover(vec![], at)?;
+                }
+                _ => return Err(format!("final sync: {e}")),
+            },
+        }
+        if self.lost {
+            return Ok(());
+        }
+        self.check_pool(true)?;
+        if self.profile.crashes() {
+            self.crash(at)?;
+        }
+        Ok(())
+    }
+}
+
+/// Ops after which snapshot contents may have changed (or everything was re-read from disk).
+fn changes_snapshots(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Sync
+            | Op::SyncStep { .. }
+            | Op::ExportImport
+            | Op::Snapshot { .. }
+            | Op::SnapshotDestroy { .. }
+            | Op::Rollback { .. }
+            | Op::DatasetCreate { .. }
+            | Op::DatasetDestroy { .. }
+    )
+}
+
+/// Conformance under injected damage: wrong bytes are violations, read errors detections.
+/// Under `faults` metadata (object lists, dnodes, bonus buffers) is ditto-protected, so an
+/// error there is a violation too; under `unrestricted` only wrong data is. Uses the strict
+/// `oracle::conformance::check_objset` first and walks an objset block by block only when
+/// that stopped on a read error.
+mod lenient {
+    use engine::{DmuError, Spa};
+    use oracle::conformance::{check_objset, CONFORMANCE_CHUNK_BYTES};
+    use oracle::conformance::{CONFORMANCE_DENSE_BYTES_MAX, CONFORMANCE_HOLE_SAMPLES};
+    use oracle::model::{Model, ModelObject, MODEL_MAX_OFFSET};
+    use oracle::op::first_difference;
+
+    /// Check every head (and snapshot, if asked) against `model`; returns the detections.
+    pub fn check(
+        spa: &mut Spa,
+        model: &Model,
+        snapshots: bool,
+        metadata_errors_ok: bool,
+    ) -> Result<u64, String> {
+        let (engine_fs, model_fs) = (spa.datasets(), model.datasets());
+        if engine_fs != model_fs {
+            return Err(format!("datasets: engine {engine_fs:?}, model {model_fs:?}"));
+        }
+        let mut detected = 0;
+        for fs in &model_fs {
+            let snaps = spa.snapshots(fs).map_err(|e| format!("snapshots({fs}): {e}"))?;
+            let engine_snaps: Vec<String> = snaps.into_iter().map(|s| s.name).collect();
+            let model_snaps = model.snapshots(fs).expect("invariant: listed dataset");
+            if engine_snaps != model_snaps {
+                return Err(format!(
+                    "snapshots of {fs}: engine {engine_snaps:?}, model {model_snaps:?}"
+                ));
+            }
+            let names = model_snaps.iter().filter(|_| snapshots).chain(std::iter::once(fs));
+            for name in names {
+                detected += objset(spa, model, name, metadata_errors_ok)?;
+            }
+        }
+        Ok(detected)
+    }
+
+    fn objset(spa: &mut Spa, model: &Model, name: &str, meta_ok: bool) -> Result<u64, String> {
+        let Err(d) = check_objset(spa, model, name) else { return Ok(0) };
+        let io = d.what.contains("engine error") && d.what.ends_with("(Io)");
+        let traverse = d.what.starts_with("traverse ");
+        if !(io || (traverse && meta_ok)) {
+            return Err(d.to_string());
+        }
+        walk(spa, model, name, meta_ok)
+    }
+
+    /// An engine read error on metadata: a detection if allowed, else a violation.
+    fn metadata(what: &str, e: &DmuError, meta_ok: bool) -> Result<u64, String> {
+        match e {
+            DmuError::Zio(_) if meta_ok => Ok(1),
+            DmuError::Zio(_) => {
+                Err(format!("{what}: metadata read error under bounded faults: {e}"))
+            }
+            _ => Err(format!("{what}: engine error {e}")),
+        }
+    }
+
+    fn walk(spa: &mut Spa, model: &Model, name: &str, meta_ok: bool) -> Result<u64, String> {
+        let model_objs = model.objects(name).expect("invariant: listed dataset");
+        let engine_objs = match spa.objects(name) {
+            Ok(o) => o,
+            Err(e) => return metadata(&format!("objects({name})"), &e, meta_ok),
+        };
+        if engine_objs != model_objs {
+            return Err(format!("objects of {name}: engine {engine_objs:?}, model {model_objs:?}"));
+        }
+        let mut detected = 0;
+        for &obj in &model_objs {
+            let ob = model.object(name, obj).expect("invariant: listed object");
+            let what = format!("{name} obj {obj}");
+            match spa.object_info(name, obj) {
+                Ok(info) if oracle::ModelInfo::of_engine(&info) == ob.info() => {}
+                Ok(info) => {
+                    return Err(format!(
+                        "object_info {what}: engine {info:?}, model {:?}",
+                        ob.info()
+                    ))
+                }
+                Err(e) => detected += metadata(&what, &e, meta_ok)?,
+            }
+            match spa.bonus(name, obj) {
+                Ok(b) if b == (ob.bonustype, ob.bonus.clone()) => {}
+                Ok(b) => {
+                    return Err(format!(
+                        "bonus {what}: engine {b:?}, model {:?}",
+                        (ob.bonustype, &ob.bonus)
+                    ))
+                }
+                Err(e) => detected += metadata(&what, &e, meta_ok)?,
+            }
+            for (offset, len) in ranges(ob) {
+                detected += range(spa, name, obj, ob, offset, len)?;
+            }
+        }
+        Ok(detected)
+    }
+
+    /// The byte ranges compared: the whole object plus a block in small objects; in large
+    /// ones the model's blocks, evenly spaced samples, the last block and the one past it.
+    fn ranges(ob: &ModelObject) -> Vec<(u64, u64)> {
+        let bs = u64::from(ob.blksz);
+        let size = (ob.maxblkid + 1).saturating_mul(bs);
+        if size <= CONFORMANCE_DENSE_BYTES_MAX {
+            let mut out: Vec<(u64, u64)> = (0..size)
+                .step_by(usize::try_from(CONFORMANCE_CHUNK_BYTES).expect("small"))
+                .map(|at| (at, CONFORMANCE_CHUNK_BYTES.min(size - at)))
+                .collect();
+            out.push((size, bs));
+            return out;
+        }
+        let mut ids: std::collections::BTreeSet<u64> = ob.blocks.keys().copied().collect();
+        let step = (ob.maxblkid / CONFORMANCE_HOLE_SAMPLES).max(1);
+        ids.extend((0..=CONFORMANCE_HOLE_SAMPLES).map(|i| (i * step).min(ob.maxblkid)));
+        ids.extend([ob.maxblkid, ob.maxblkid + 1]);
+        ids.into_iter()
+            .filter(|b| (b + 1).saturating_mul(bs) <= MODEL_MAX_OFFSET)
+            .map(|b| (b * bs, bs))
+            .collect()
+    }
+
+    /// Compare one range; on a read error, block by block. Returns the detections.
+    fn range(
+        spa: &mut Spa,
+        name: &str,
+        obj: u64,
+        ob: &ModelObject,
+        offset: u64,
+        len: u64,
+    ) -> Result<u64, String> {
+        let bs = u64::from(ob.blksz);
+        match spa.read(name, obj, offset, len) {
+            Ok(got) => compare(name, obj, ob, offset, len, &got).map(|()| 0),
+            Err(DmuError::Zio(_)) if len > bs => {
+                let mut detected = 0;
+                let mut at = offset;
+                while at < offset + len {
+                    let n = (bs - at % bs).min(offset + len - at);
+                    detected += range(spa, name, obj, ob, at, n)?;
+                    at += n;
+                }
+                Ok(detected)
+            }
+            Err(DmuError::Zio(_)) => Ok(1),
+            Err(e) => Err(format!("{name} obj {obj} [{offset:#x}+{len:#x}): engine error {e}")),
+        }
+    }
+
+    fn compare(
+        name: &str,
+        obj: u64,
+        ob: &ModelObject,
+        offset: u64,
+        len: u64,
+        got: &[u8],
+    ) -> Result<(), String> {
+        let want = ob.read_bytes(offset, usize::try_from(len).expect("bounded range"));
+        let Some(at) = first_difference(got, &want) else { return Ok(()) };
+        Err(format!(
+            "WRONG DATA (property 7): {name} obj {obj} at offset {:#x}: engine {:?}, \
+             model {:?} (lengths {} and {})",
+            offset + at as u64,
+            got.get(at),
+            want.get(at),
+            got.len(),
+            want.len()
+        ))
     }
 }

@@ -1,0 +1,193 @@
+//! The run loop (sim/src/run.rs) checked from outside: short seeded runs per profile, the
+//! lying-flush profile must be caught, damage is an error and never data, the trace hash is
+//! a function of the seed, the trace shows txg N+1 taking writes while N syncs, and shards
+//! cover every seed once. Kept short for debug builds (few seeds, fewer ops).
+
+use std::collections::BTreeSet;
+
+use engine::{DmuError, ObjectSpec, Spa, SpaConfig};
+use oracle::op::pattern;
+use sim::disk::{DiskConfig, SimDisk};
+use sim::fault::Profile;
+use sim::main_job::{run_job, shard_seeds, JobConfig};
+use sim::run::{run_seed, SeedReport, SimConfig};
+use sim::sched::Executor;
+
+/// Operations per seed in these tests (the default is 120).
+const TEST_OPS: usize = 60;
+
+fn cfg(profile: Profile) -> SimConfig {
+    SimConfig { profile, ops_per_seed: TEST_OPS, ..SimConfig::default() }
+}
+
+fn run(seed: u64, profile: Profile) -> SeedReport {
+    run_seed(seed, &cfg(profile), false)
+}
+
+fn assert_passes(seeds: std::ops::Range<u64>, profile: Profile) -> Vec<SeedReport> {
+    seeds
+        .map(|seed| {
+            let r = run(seed, profile);
+            assert_eq!(r.failure, None, "zsim replay --seed {seed} --profile {profile}");
+            assert_eq!(r.ops, TEST_OPS as u64, "seed {seed}: every op ran");
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn the_workspace_builds_with_madsim() {
+    // .cargo/config.toml sets --cfg madsim; a RUSTFLAGS variable would silently drop it.
+    assert_eq!(Executor::DEFAULT, Executor::Madsim, "built without --cfg madsim");
+}
+
+#[test]
+fn none_profile_passes() {
+    let reports = assert_passes(0..3, Profile::None);
+    assert!(reports.iter().all(|r| r.crashes == 0 && r.faults == 0));
+}
+
+#[test]
+fn crash_profile_passes_and_crashes_mid_sync() {
+    let reports = assert_passes(0..4, Profile::Crash);
+    let crashes: u64 = reports.iter().map(|r| r.crashes).sum();
+    assert!(crashes >= 4, "{crashes} crashes in 4 seeds");
+    let mid: u64 = (0..12).map(|s| run(s, Profile::Crash).crashes_mid_sync).sum();
+    assert!(mid > 0, "no crash ever hit a txg in the middle of its sync");
+}
+
+#[test]
+fn faults_profile_passes_and_detects() {
+    let reports = assert_passes(0..3, Profile::Faults);
+    assert!(reports.iter().map(|r| r.faults).sum::<u64>() > 0, "no fault injected");
+    assert!(reports.iter().map(|r| r.detections).sum::<u64>() > 0, "no fault detected");
+}
+
+#[test]
+fn unrestricted_profile_passes_and_detects() {
+    let reports = assert_passes(0..3, Profile::Unrestricted);
+    assert!(reports.iter().map(|r| r.detections).sum::<u64>() > 0, "no fault detected");
+}
+
+#[test]
+fn lying_flush_is_reported_as_a_durability_violation() {
+    let failures: Vec<String> =
+        (0..3).filter_map(|s| run(s, Profile::LyingFlush).failure).collect();
+    assert_eq!(failures.len(), 3, "a disk whose flush persists nothing went unnoticed");
+    let durability = failures
+        .iter()
+        .filter(|f| f.contains("durability violation") || f.contains("import after crash"));
+    assert!(durability.count() >= 1, "{failures:?}");
+}
+
+/// A pool on a SimDisk holding one synced 8 KiB object and a snapshot of it.
+fn pool_with_snapshot() -> (Spa, SimDisk, u64) {
+    let disk = SimDisk::new(16 << 20, DiskConfig::default(), 5);
+    let mut spa =
+        Spa::create(Box::new(disk.clone()), "tank", SpaConfig::default()).expect("create");
+    let spec = ObjectSpec { ot: 19, blksz: 8192, indblkshift: 0, bonustype: 0, bonuslen: 0 };
+    let obj = spa.object_alloc("tank", &spec).expect("alloc");
+    spa.write("tank", obj, 0, &pattern(5, 0, 8192)).expect("write");
+    spa.snapshot("tank@a").expect("snapshot");
+    (spa, disk, obj)
+}
+
+#[test]
+fn corrupted_block_is_an_error_never_data() {
+    let (mut spa, disk, obj) = pool_with_snapshot();
+    let (trees, _) = spa.pool_trees();
+    let root = trees.iter().find(|t| t.name == "tank").expect("tank").head;
+    let mut at = None;
+    let visit = &mut |_: &mut engine::zio::Zio, v: &engine::dmu::traverse::Visit<'_>| {
+        if let engine::dmu::traverse::Visit::Block { object, level: 0, bp, .. } = v {
+            if *object == obj && !bp.is_hole() {
+                at = Some(bp.dva[0].offset);
+            }
+        }
+    };
+    engine::dmu::traverse::traverse_objset(spa.zio_mut(), &root, 0, visit).expect("walk");
+    // Flip a byte of the data block's last sector, behind the engine's back.
+    disk.corrupt_sector(at.expect("data block on disk") + 8192 - 512);
+    for name in ["tank", "tank@a"] {
+        for (offset, len) in [(0, 8192), (8000, 100), (0, 1)] {
+            let r = spa.read(name, obj, offset, len);
+            assert!(
+                matches!(r, Err(DmuError::Zio(_))),
+                "{name} [{offset}+{len}) of a damaged block: {:?}",
+                r.map(|v| v.len())
+            );
+        }
+    }
+}
+
+#[test]
+fn same_seed_same_trace_hash_and_different_seeds_differ() {
+    let c = cfg(Profile::Crash);
+    let a = run_seed(7, &c, false);
+    assert!(!a.trace_hash.is_empty());
+    assert_eq!(run_seed(7, &c, false).trace_hash, a.trace_hash, "seed 7 is not deterministic");
+    let verbose = run_seed(7, &c, true);
+    assert_eq!(verbose.trace_hash, a.trace_hash, "replay and run disagree on seed 7");
+    assert!(!verbose.trace.is_empty());
+    let hashes: BTreeSet<String> = (7..12).map(|s| run_seed(s, &c, false).trace_hash).collect();
+    assert_eq!(hashes.len(), 5, "two seeds gave one trace");
+}
+
+#[test]
+fn trace_records_ops_going_into_the_next_txg_while_one_syncs() {
+    let c = cfg(Profile::None);
+    let mut found = None;
+    for seed in 0..6 {
+        let r = run_seed(seed, &c, true);
+        assert_eq!(r.failure, None);
+        let line = r.trace.iter().find(|l| {
+            let open = field(l, " open ");
+            let syncing = field(l, " syncing ");
+            matches!((open, syncing), (Some(o), Some(s)) if o == s + 1)
+        });
+        if let Some(line) = line {
+            assert!(r.ops_while_syncing > 0, "{line}");
+            found = Some(line.clone());
+            break;
+        }
+    }
+    assert!(found.is_some(), "no op ran in txg N+1 while N was syncing");
+}
+
+/// The number after `key` in a trace line.
+fn field(line: &str, key: &str) -> Option<u64> {
+    let rest = &line[line.find(key)? + key.len()..];
+    rest.split(' ').next()?.parse().ok()
+}
+
+#[test]
+fn fallback_executor_runs_seeds_deterministically() {
+    let c = SimConfig { executor: Executor::Fallback, ..cfg(Profile::Crash) };
+    let a = run_seed(3, &c, false);
+    assert_eq!(a.failure, None);
+    assert_eq!(run_seed(3, &c, false).trace_hash, a.trace_hash);
+}
+
+fn job(seeds: u64, shard: (u64, u64), pct: u64) -> JobConfig {
+    JobConfig { start: 100, seeds, jobs: 2, shard, determinism_pct: pct, sim: cfg(Profile::Crash) }
+}
+
+#[test]
+fn shards_cover_every_seed_exactly_once() {
+    for n in 1..=5 {
+        let mut all = Vec::new();
+        for i in 0..n {
+            all.extend(shard_seeds(&job(37, (i, n), 0)));
+        }
+        all.sort_unstable();
+        assert_eq!(all, (100..137).collect::<Vec<u64>>(), "{n} shards");
+    }
+}
+
+#[test]
+fn main_job_reruns_seeds_and_finds_them_deterministic() {
+    let summary = run_job(&job(3, (0, 1), 100), &|_| {});
+    assert_eq!(summary.seeds, 3);
+    assert_eq!(summary.determinism_checked, 3);
+    assert!(summary.failures.is_empty(), "{:?}", summary.failures);
+}
