@@ -294,6 +294,15 @@ impl Objset {
             return Ok(0);
         }
         let (first, last) = (offset / bs, (end - 1) / bs);
+        // Only the first and last blocks can be partial: read them before changing anything,
+        // so a read error (EIO/ECKSUM) leaves the object exactly as it was.
+        let mut partial = std::collections::BTreeMap::new();
+        for blkid in [first, last] {
+            let covers = blkid * bs >= offset && (blkid + 1) * bs <= end;
+            if !covers && !partial.contains_key(&blkid) {
+                partial.insert(blkid, self.block_contents(zio, object, blkid)?);
+            }
+        }
         let mut dirtied = 0;
         for blkid in first..=last {
             let bstart = blkid * bs;
@@ -304,7 +313,7 @@ impl Objset {
             let block = if to - from == bs {
                 src.to_vec()
             } else {
-                let mut b = self.block_contents(zio, object, blkid)?;
+                let mut b = partial.remove(&blkid).expect("invariant: partial block read first");
                 let at = usize::try_from(from - bstart).expect("fits");
                 b[at..at + src.len()].copy_from_slice(src);
                 b
@@ -463,13 +472,19 @@ impl Objset {
         let limit = (a.maxblkid + 1) * bs;
         let end = end.min(limit);
         let head_partial = !offset.is_multiple_of(bs);
+        // Both partial blocks are read before anything changes (a read error changes nothing).
+        let mut zeroed = Vec::new();
         if head_partial {
             let bend = (offset / bs + 1) * bs;
-            self.zero_part(zio, txg, object, offset, end.min(bend))?;
+            zeroed.extend(self.zero_part(zio, object, offset, end.min(bend))?);
         }
         let tail_done_by_head = head_partial && end / bs == offset / bs;
         if end % bs != 0 && end < limit && !tail_done_by_head {
-            self.zero_part(zio, txg, object, (end / bs * bs).max(offset), end)?;
+            zeroed.extend(self.zero_part(zio, object, (end / bs * bs).max(offset), end)?);
+        }
+        for (blkid, block) in zeroed {
+            let rec = self.hold(zio, object)?.record_mut(txg);
+            rec.blocks.insert(blkid, std::sync::Arc::new(block));
         }
         let first_full = offset.div_ceil(bs);
         let end_full = if end == limit { a.maxblkid + 1 } else { end / bs };
@@ -485,17 +500,17 @@ impl Objset {
         Ok(())
     }
 
-    /// Zero bytes `[from, to)` inside one block, unless the block is a hole.
+    /// The block holding `[from, to)` with those bytes zeroed (None for a hole); applied by
+    /// the caller once every partial block has been read.
     fn zero_part(
         &mut self,
         zio: &mut Zio,
-        txg: u64,
         object: u64,
         from: u64,
         to: u64,
-    ) -> Result<(), DmuError> {
+    ) -> Result<Option<(u64, Vec<u8>)>, DmuError> {
         if from >= to {
-            return Ok(());
+            return Ok(None);
         }
         let dn = self.hold(zio, object)?;
         let bs = u64::from(dn.attrs().blksz);
@@ -507,15 +522,13 @@ impl Objset {
             BlockSource::Synced => lookup(zio, &dn.phys, blkid)?.is_hole(),
         };
         if is_hole {
-            return Ok(());
+            return Ok(None);
         }
         let mut block = self.block_contents(zio, object, blkid)?;
         let at = usize::try_from(from - blkid * bs).expect("fits");
         let n = usize::try_from(to - from).expect("fits");
         block[at..at + n].fill(0);
-        self.hold(zio, object)?.record_mut(txg).blocks.insert(blkid, std::sync::Arc::new(block));
-        self.mark_dirty(txg, object);
-        Ok(())
+        Ok(Some((blkid, block)))
     }
 }
 
