@@ -64,9 +64,8 @@ fn assert_block0_intact(spa: &mut Spa, obj: u64, call: &str) {
 /// so a failed write is half applied (the model, like ZFS's API, says a failed call changes
 /// nothing). Broke: `zsim run --profile faults` seeds 37, 74, 101, 134 and `unrestricted`
 /// seeds 5, 12, 18, ... report the engine's bytes where the refused write should have left
-/// the old ones. Fix (engine): read every partial block of the range before dirtying any.
+/// the old ones. Fix (engine, e0770b9): partial blocks are read before any is applied.
 #[test]
-#[ignore = "engine bug: a write that fails on a damaged partial block is half applied"]
 fn failed_write_changes_nothing() {
     let (mut spa, disk, obj) = pool_with_two_blocks();
     damage_block_one(&mut spa, &disk, obj);
@@ -80,9 +79,8 @@ fn failed_write_changes_nothing() {
 /// marking the object dirty in that txg, so the txg syncs without it and a later sync of the
 /// object panics in `Dnode::take_record` ("record N is not the oldest", engine/src/dbuf.rs).
 /// Broke: `zsim run --profile unrestricted` seed 51 (panic in a later snapshot's sync).
-/// Fix (engine): as above; the record must not exist unless the write succeeds.
+/// Fix (engine, e0770b9): as above; no record is made unless the write succeeds.
 #[test]
-#[ignore = "engine bug: a failed write leaves an orphan dirty record; a later sync panics"]
 fn failed_write_leaves_no_orphan_dirty_record() {
     let (mut spa, disk, obj) = pool_with_two_blocks();
     damage_block_one(&mut spa, &disk, obj);
@@ -99,9 +97,8 @@ fn failed_write_leaves_no_orphan_dirty_record() {
 
 /// Bug: `Objset::free_range` zeroes the partial head block before it reads the partial tail
 /// block; when the tail is unreadable the call fails with the head already zeroed. Broke:
-/// `zsim run --profile faults` seed 189. Fix (engine): read both partial blocks first.
+/// `zsim run --profile faults` seed 189. Fix (engine, e0770b9): both are read first.
 #[test]
-#[ignore = "engine bug: a free_range that fails on a damaged tail block is half applied"]
 fn failed_free_range_changes_nothing() {
     let (mut spa, disk, obj) = pool_with_two_blocks();
     damage_block_one(&mut spa, &disk, obj);
