@@ -134,7 +134,7 @@ fn ditto_blocks(spa: &mut Spa) -> Vec<BlkPtr> {
 /// txg-4 dnode block made every uberblock unimportable. Fix (engine): carve the ditto copy
 /// out of the middle of a large extent at the far point instead of requiring its start there.
 #[test]
-#[ignore = "engine bug: ditto copies of early metadata are allocated next to each other"]
+
 fn ditto_copies_lie_outside_one_damage_window() {
     let dev = MemoryDevice::new(DEVICE_BYTES);
     let size = dev.size_bytes();

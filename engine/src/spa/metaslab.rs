@@ -102,6 +102,23 @@ impl Metaslab {
         let far = self.start + (first.offset - self.start + cap / 2) % cap;
         let min_gap = cap / 8;
         let ok = |off: u64| off.abs_diff(first.offset) >= min_gap;
+        // Prefer carving the copy out of the free extent that spans the far point itself
+        // (on a fresh pool the only free extent starts right after the first copy).
+        let far_aligned = far - far % crate::limits::SPA_MINBLOCKSIZE;
+        if let Some((&off, &len)) = self.free.range(..=far_aligned).next_back() {
+            if off + len >= far_aligned + size && ok(far_aligned) {
+                self.free.remove(&off);
+                if far_aligned > off {
+                    self.free.insert(off, far_aligned - off);
+                }
+                let tail = off + len - (far_aligned + size);
+                if tail > 0 {
+                    self.free.insert(far_aligned + size, tail);
+                }
+                self.free_bytes -= size;
+                return Some(Dva { offset: far_aligned, asize: size });
+            }
+        }
         let found = self
             .free
             .range(far..)
