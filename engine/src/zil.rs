@@ -207,6 +207,8 @@ pub struct Zilog {
     itxs: Vec<Itx>,
     indirect: Vec<(u64, BlkPtr)>,
     op_seq: u64,
+    /// See `last_logged_txg`.
+    last_logged_txg: u64,
     /// Header changed since the objset was last written.
     pub dirty: bool,
     /// Txg whose objset block carries this chain's current header (None: not written yet).
@@ -233,6 +235,7 @@ impl Zilog {
             itxs: Vec::new(),
             indirect: Vec::new(),
             op_seq: 0,
+            last_logged_txg: 0,
             dirty: true,
             header_txg: None,
         };
@@ -265,6 +268,7 @@ impl Zilog {
     /// Queue a change made in `txg`.
     pub fn log(&mut self, txg: u64, kind: ItxKind) {
         assert!(self.itxs.last().is_none_or(|i| i.txg <= txg), "itx txgs go backwards");
+        self.last_logged_txg = self.last_logged_txg.max(txg);
         self.itxs.push(Itx { txg, kind });
     }
 
@@ -281,6 +285,14 @@ impl Zilog {
         self.itxs.len()
     }
 
+    /// The newest txg a change was logged in, committed to log blocks or not. That txg must
+    /// sync even if the change dirtied nothing (a zero-length free), or a later import would
+    /// replay the change over a state that already holds it, or after an export.
+    #[must_use]
+    pub fn last_logged_txg(&self) -> u64 {
+        self.last_logged_txg
+    }
+
     /// Every extent this log holds allocated (log blocks, the preallocated next block,
     /// blocks written in place), for space accounting.
     #[must_use]
@@ -291,10 +303,11 @@ impl Zilog {
         v
     }
 
-    /// Syncing context of txg `txg`: everything up to it is now in the pool, so drop those
-    /// itxs and free (deferred) the log blocks and in-place blocks that only cover them.
+    /// Syncing context of txg `txg`: free (deferred to txg `txg`, so they stay intact until
+    /// it commits) the log blocks and in-place blocks that only cover txgs up to it. The
+    /// pending itxs of `txg` stay until it commits (`clean`): an fsync while it syncs must
+    /// still log them, or a crash before the commit would lose them.
     pub fn sync(&mut self, zio: &mut Zio, txg: u64) {
-        self.itxs.retain(|i| i.txg > txg);
         while self.blocks.front().is_some_and(|b| b.max_txg <= txg) {
             let b = self.blocks.pop_front().expect("invariant: checked");
             zio.ms.free_deferred(txg, b.dva);
@@ -306,6 +319,11 @@ impl Zilog {
         for (_, bp) in old {
             zio.free(&bp, txg);
         }
+    }
+
+    /// Txg `txg` committed (OpenZFS zil_clean): its pending itxs are in the pool now.
+    pub fn clean(&mut self, txg: u64) {
+        self.itxs.retain(|i| i.txg > txg);
     }
 
     /// Free everything this log holds (rollback, receive, destroy, after replay).
@@ -602,6 +620,7 @@ impl Zilog {
             itxs: Vec::new(),
             indirect: loaded.indirect.clone(),
             op_seq: 0,
+            last_logged_txg: 0,
             dirty: false,
             header_txg: Some(0),
         }

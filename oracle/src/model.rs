@@ -353,6 +353,24 @@ impl Model {
         self.datasets.get_mut(name).ok_or(ErrKind::NoSuchDataset)
     }
 
+    /// The head of filesystem `name` (intent-log checks keep it after each logged op).
+    #[must_use]
+    pub fn head(&self, name: &str) -> Option<&ModelObjset> {
+        self.datasets.get(name).map(|d| &d.head)
+    }
+
+    /// Replace the head of filesystem `name` (a crash check building "committed state plus
+    /// a replayed prefix"); false if there is no such filesystem.
+    pub fn set_head(&mut self, name: &str, head: ModelObjset) -> bool {
+        match self.datasets.get_mut(name) {
+            Some(d) => {
+                d.head = head;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Create filesystem `name`; its parent must exist.
     ///
     /// # Errors

@@ -233,17 +233,19 @@ fn dsl(r: Result<(), DslError>) -> Result<(), ErrKind> {
 
 /// Compare outcomes; the model runs only if the engine did not refuse for space (a refused
 /// call changes nothing, and the model cannot predict space).
+/// `Ok(true)` when both succeeded, `Ok(false)` when both refused alike (or the engine for
+/// space).
 fn compare<T: PartialEq + fmt::Debug>(
     what: &str,
     engine: Result<T, ErrKind>,
     model: impl FnOnce() -> Result<T, ErrKind>,
-) -> Result<(), Divergence> {
+) -> Result<bool, Divergence> {
     if engine == Err(ErrKind::NoSpace) {
-        return Ok(());
+        return Ok(false);
     }
     let model = model();
     if engine == model {
-        return Ok(());
+        return Ok(engine.is_ok());
     }
     Err(Divergence::new(format!("{what}: engine {engine:?}, model {model:?}")))
 }
@@ -261,10 +263,10 @@ fn compare_read(
     what: &str,
     engine: Result<Vec<u8>, ErrKind>,
     model: Result<Vec<u8>, ErrKind>,
-) -> Result<(), Divergence> {
+) -> Result<bool, Divergence> {
     match (&engine, &model) {
         (Ok(e), Ok(m)) => match first_difference(e, m) {
-            None => Ok(()),
+            None => Ok(true),
             Some(at) => Err(Divergence::new(format!(
                 "{what}: data differs at +{at}: engine {:?}, model {:?} (lengths {} vs {})",
                 e.get(at),
@@ -273,8 +275,8 @@ fn compare_read(
                 m.len()
             ))),
         },
-        (Err(ErrKind::NoSpace), _) => Ok(()),
-        _ if engine.as_ref().err() == model.as_ref().err() => Ok(()),
+        (Err(ErrKind::NoSpace), _) => Ok(false),
+        _ if engine.as_ref().err() == model.as_ref().err() => Ok(false),
         _ => Err(Divergence::new(format!(
             "{what}: engine {:?}, model {:?}",
             engine.map(|v| v.len()),
@@ -317,13 +319,49 @@ impl Op {
     /// # Errors
     /// A `Divergence` when results or error kinds differ, or sync/export/import fails.
     pub fn apply(&self, spa: &mut Spa, model: &mut Model) -> Result<(), Divergence> {
+        self.apply_checked(spa, model).map(|_| ())
+    }
+
+    /// The filesystem whose intent log records this op once it succeeds (the engine logs
+    /// object create/claim/reclaim/free, set_bonus, non-empty writes and frees), resolved
+    /// against `model` as `apply` resolves it. `None` for ops the log never holds.
+    #[must_use]
+    pub fn logged_fs(&self, model: &Model) -> Option<String> {
+        match self {
+            Self::Write { fs, len, .. } if *len > 0 => Some(resolve(model, fs)),
+            Self::FreeRange { fs, .. }
+            | Self::Truncate { fs, .. }
+            | Self::ObjectAlloc { fs, .. }
+            | Self::ObjectClaim { fs, .. }
+            | Self::ObjectReclaim { fs, .. }
+            | Self::ObjectFree { fs, .. }
+            | Self::SetBonus { fs, .. } => Some(resolve(model, fs)),
+            _ => None,
+        }
+    }
+
+    /// The filesystem an `Fsync` commits the intent log of.
+    #[must_use]
+    pub fn fsync_fs(&self, model: &Model) -> Option<String> {
+        match self {
+            Self::Fsync { fs, .. } => Some(resolve(model, fs)),
+            _ => None,
+        }
+    }
+
+    /// `apply`, telling whether the op succeeded (`false`: both refused it alike, or the
+    /// engine refused for space; nothing changed).
+    ///
+    /// # Errors
+    /// As `apply`.
+    pub fn apply_checked(&self, spa: &mut Spa, model: &mut Model) -> Result<bool, Divergence> {
         let what = format!("{self:?}");
         match self {
             Self::Sync => {
-                spa.txg_sync().map(|_| ()).map_err(|e| Divergence::new(format!("sync: {e}")))
+                spa.txg_sync().map(|_| true).map_err(|e| Divergence::new(format!("sync: {e}")))
             }
-            Self::SyncStep { steps } => sync_steps(spa, *steps),
-            Self::ExportImport => export_import(spa),
+            Self::SyncStep { steps } => sync_steps(spa, *steps).map(|()| true),
+            Self::ExportImport => export_import(spa).map(|()| true),
             Self::Snapshot { .. }
             | Self::SnapshotDestroy { .. }
             | Self::Rollback { .. }
@@ -339,7 +377,7 @@ impl Op {
         }
     }
 
-    fn apply_dsl(&self, what: &str, spa: &mut Spa, model: &mut Model) -> Result<(), Divergence> {
+    fn apply_dsl(&self, what: &str, spa: &mut Spa, model: &mut Model) -> Result<bool, Divergence> {
         match self {
             Self::Snapshot { fs, name } => {
                 let n = format!("{}@s{name}", resolve(model, fs));
@@ -366,7 +404,7 @@ impl Op {
         }
     }
 
-    fn apply_object(&self, what: &str, spa: &mut Spa, model: &mut Model) -> Result<(), Divergence> {
+    fn apply_object(&self, what: &str, spa: &mut Spa, model: &mut Model) -> Result<bool, Divergence> {
         match self {
             Self::ObjectAlloc { fs, spec } => {
                 let n = resolve(model, fs);
@@ -405,7 +443,7 @@ impl Op {
         }
     }
 
-    fn apply_data(&self, what: &str, spa: &mut Spa, model: &mut Model) -> Result<(), Divergence> {
+    fn apply_data(&self, what: &str, spa: &mut Spa, model: &mut Model) -> Result<bool, Divergence> {
         match self {
             Self::Write { fs, obj, offset, len, seed } => {
                 assert!(*len <= OP_WRITE_LEN_MAX, "write of {len} bytes");
@@ -453,14 +491,14 @@ pub struct GenConfig {
     pub sparse: bool,
     /// Export/import ops.
     pub export_import: bool,
-    /// Fsync ops (intent-log commits). Off by default: a crash check must then accept
-    /// fsynced changes past the last committed txg (see sim's durability check).
+    /// Fsync ops (intent-log commits): a crash check must then accept fsynced changes past
+    /// the last committed txg, as sim's durability check does (`ImportReport::replayed`).
     pub fsync: bool,
 }
 
 impl Default for GenConfig {
     fn default() -> Self {
-        Self { write_len_max: OP_WRITE_LEN_MAX, sparse: true, export_import: true, fsync: false }
+        Self { write_len_max: OP_WRITE_LEN_MAX, sparse: true, export_import: true, fsync: true }
     }
 }
 
@@ -470,7 +508,7 @@ const OP_FSYNC: usize = 8;
 /// Leading ops of a list in which `ObjectAlloc` is 8 times as likely.
 const OP_ALLOC_FAVOURED: usize = 4;
 /// Relative weights of the op kinds, in `Op` declaration order.
-const OP_WEIGHTS: [u32; 18] = [36, 8, 8, 5, 10, 2, 2, 3, 3, 5, 6, 3, 3, 3, 2, 5, 4, 2];
+const OP_WEIGHTS: [u32; 18] = [36, 8, 8, 5, 10, 2, 2, 3, 6, 5, 6, 3, 3, 3, 2, 5, 4, 2];
 
 /// `n` ops drawn from `seed`: a weighted mix, sizes 1 B..`write_len_max`, offsets unaligned,
 /// block-aligned, sparse and near the limits. Same seed and config, same list.

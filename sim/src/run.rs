@@ -7,7 +7,11 @@
 //! crash or suspension (2), integrity after every commit (5), detection under faults (7).
 //! Called by `zsim run/replay/shrink`, main_job and sim's tests; calls engine, oracle, disk.
 //! Durability bound: the model is snapshotted when `txg_quiesce` hands txg N to syncing, so a
-//! crash accepts exactly {model at the last commit, model at the quiesce of the syncing txg}.
+//! crash accepts {model at the last commit, model at the quiesce of the syncing txg}, each
+//! plus the intent-log replay import reports: per filesystem, a prefix of the successful
+//! logged ops of later txgs (the head as the model had it after the prefix's last op) that
+//! reaches every op an fsync of that filesystem had covered when it returned (else: fsynced
+//! data lost).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -18,7 +22,7 @@ use engine::txg::{SyncPhase, SyncStep};
 use engine::{Spa, SpaConfig, SpaError};
 use oracle::conformance;
 use oracle::integrity;
-use oracle::model::Model;
+use oracle::model::{Model, ModelObjset};
 use oracle::op::{random_ops, Divergence, GenConfig, Op};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -372,8 +376,8 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// How the engine answered an operation.
 enum Applied {
-    /// As the model did.
-    Ok,
+    /// As the model did; true if the op succeeded (false: both refused it alike).
+    Ok(bool),
     /// A read failed (detection): the engine refused and changed nothing.
     ReadError(String),
     /// A write or flush failed during a sync: the pool is suspended.
@@ -384,10 +388,31 @@ enum Applied {
     Violation(String),
 }
 
+/// A successful operation the intent log may hold: made in a txg after the last commit.
+struct LoggedStep {
+    /// Index of the op in the run's list.
+    op: usize,
+    /// The filesystem whose log holds it.
+    fs: String,
+    /// The txg it was made in (replay takes the ops of txgs after the imported one).
+    txg: u64,
+    /// The filesystem's head right after it: a replay of the log up to this op gives it.
+    head: Rc<ModelObjset>,
+    /// An fsync of `fs` returned after it: it must survive any crash.
+    fsynced: bool,
+}
+
 /// A model the pool may equal after a crash or re-import, and why.
 struct Candidate {
     what: String,
     model: Rc<Model>,
+}
+
+/// A candidate with the intent-log replay an import reported applied to it.
+struct Replayed {
+    candidate: Candidate,
+    /// Fsynced operations the replay left out, per filesystem.
+    lost: Vec<String>,
 }
 
 /// Everything a run shares between its tasks, behind one lock (a `RefCell`: the run is one
@@ -405,6 +430,10 @@ struct World {
     sync_phase: Option<SyncPhase>,
     /// Models of committed txgs (unrestricted profile only).
     history: BTreeMap<u64, Rc<Model>>,
+    /// Operations of txgs after the last commit that the intent logs may hold, in order.
+    logged: Vec<LoggedStep>,
+    /// The workload has fsync ops: keep `logged` (else no log is ever written).
+    track_log: bool,
     ops: Vec<Op>,
     next_op: usize,
     trace: Trace,
@@ -446,6 +475,7 @@ impl World {
         disk.set_faults(cfg.profile.fault_config());
         let model = Model::new(SIM_POOL);
         let committed_txg = spa.last_synced_txg();
+        let track_log = ops.iter().any(|op| matches!(op, Op::Fsync { .. }));
         let mut trace = Trace::new(verbose);
         trace.note(&format!(
             "seed {seed} profile {} on {:?}: {} ops, {} clients (think means {:?} ms), soft \
@@ -466,6 +496,8 @@ impl World {
             syncing: None,
             sync_phase: None,
             history: BTreeMap::new(),
+            logged: Vec::new(),
+            track_log,
             ops,
             next_op: 0,
             trace,
@@ -562,7 +594,8 @@ impl World {
                 .unwrap_or_else(|p| Applied::Violation(format!("panic: {}", panic_message(&*p))));
         self.report.ops += 1;
         let outcome = match &applied {
-            Applied::Ok => "ok".to_owned(),
+            Applied::Ok(true) => "ok".to_owned(),
+            Applied::Ok(false) => "refused (as the model)".to_owned(),
             Applied::ReadError(m) => format!("read error (detected): {m}"),
             Applied::Suspended(m) => format!("pool suspended (detected): {m}"),
             Applied::Lost(m) => format!("pool lost (detected): {m}"),
@@ -570,7 +603,8 @@ impl World {
         };
         self.trace.op(i, &op, &ctx, &outcome.replace('\n', " "));
         self.disk_details();
-        self.after_op(i, &op, applied, before, at).map_err(|m| format!("op #{i} {op:?}: {m}"))?;
+        self.after_op(i, &op, applied, before, ctx.open_txg, at)
+            .map_err(|m| format!("op #{i} {op:?}: {m}"))?;
         Ok(!self.stop)
     }
 
@@ -580,10 +614,15 @@ impl World {
         op: &Op,
         applied: Applied,
         before: Option<Rc<Model>>,
+        open_txg: u64,
         at: Duration,
     ) -> Result<(), String> {
         match applied {
-            Applied::Ok => {}
+            Applied::Ok(succeeded) => {
+                if succeeded {
+                    self.note_logged(i, op, open_txg);
+                }
+            }
             Applied::ReadError(_) => {
                 self.report.detections += 1;
                 if let Some(b) = before {
@@ -618,15 +657,15 @@ impl World {
     fn apply(&mut self, op: &Op, at: Duration) -> Applied {
         match op {
             Op::Sync => match self.spa().txg_sync() {
-                Ok(_) => Applied::Ok,
+                Ok(_) => Applied::Ok(true),
                 Err(e) => self.classify_spa(&e),
             },
             Op::SyncStep { steps } => self.sync_steps(*steps, at),
             Op::ExportImport => self.export_import(at),
             _ => {
                 let spa = self.spa.as_mut().expect("invariant: pool imported");
-                match op.apply(spa, &mut self.model) {
-                    Ok(()) => Applied::Ok,
+                match op.apply_checked(spa, &mut self.model) {
+                    Ok(succeeded) => Applied::Ok(succeeded),
                     Err(d) => self.classify(&d),
                 }
             }
@@ -670,7 +709,7 @@ impl World {
                 Err(e) => return self.classify_spa(&e),
             }
         }
-        Applied::Ok
+        Applied::Ok(true)
     }
 
     /// `Op::ExportImport`, with this run's pool config on import. A clean export commits
@@ -689,18 +728,54 @@ impl World {
             self.remember(t, m);
         }
         self.committed = Rc::new(self.model.clone());
+        self.logged.clear();
         match self.import_and_match(vec![], at, "export and import") {
             Ok(()) if self.lost => Applied::Lost("import after export failed".to_owned()),
-            Ok(()) => Applied::Ok,
+            Ok(()) => Applied::Ok(true),
             Err(e) => Applied::Violation(e),
         }
+    }
+
+    /// After a successful op: keep it if an intent log holds it; a returned fsync makes every
+    /// kept op of its filesystem one that must survive a crash.
+    /// `txg`: the txg open when the op started (its changes and log record go there; an op
+    /// that syncs inline does so after logging).
+    fn note_logged(&mut self, i: usize, op: &Op, txg: u64) {
+        if !self.track_log {
+            return;
+        }
+        if let Some(fs) = op.fsync_fs(&self.model) {
+            for s in self.logged.iter_mut().filter(|s| s.fs == fs) {
+                s.fsynced = true;
+            }
+            return;
+        }
+        let Some(fs) = op.logged_fs(&self.model) else { return };
+        let Some(head) = self.model.head(&fs) else { return };
+        let head = Rc::new(head.clone());
+        self.logged.push(LoggedStep { op: i, fs, txg, head, fsynced: false });
     }
 
     fn import(&mut self, at: Duration) -> Result<(), String> {
         assert!(self.spa.is_none(), "import over a live pool");
         let cfg = SpaConfig { now_secs: HOST_EPOCH_SECS + at.as_secs(), ..self.spa_cfg };
         let spa = Spa::import(Box::new(self.disk.clone()), cfg, None).map_err(|e| e.to_string())?;
-        self.trace.at(at, &format!("imported txg {}", spa.last_synced_txg()));
+        let report = spa.import_report();
+        let replayed: Vec<String> =
+            report.replayed.iter().map(|(fs, n)| format!(" {fs}: {n}")).collect();
+        let replayed = if replayed.is_empty() {
+            String::new()
+        } else {
+            format!(" (intent-log ops replayed:{})", replayed.concat())
+        };
+        let rejected: Vec<String> =
+            report.rejected.iter().map(|(t, e)| format!(" txg {t}: {e};")).collect();
+        let rejected = if rejected.is_empty() {
+            String::new()
+        } else {
+            format!(" (newer txgs rejected:{})", rejected.concat())
+        };
+        self.trace.at(at, &format!("imported txg {}{replayed}{rejected}", report.loaded_txg));
         self.spa = Some(spa);
         self.report.checks += 1;
         Ok(())
@@ -745,6 +820,7 @@ impl World {
         assert!(txg > self.committed_txg, "commit of {txg} <= {}", self.committed_txg);
         self.committed = Rc::clone(&model);
         self.committed_txg = txg;
+        self.logged.retain(|s| s.txg > txg);
         self.sync_phase = None;
         self.report.txgs += 1;
         self.remember(txg, model);
@@ -794,6 +870,9 @@ impl World {
         if !dirty {
             self.committed = Rc::new(self.model.clone());
             self.committed_txg = synced;
+            // Ops that changed nothing on disk (a zero-length free) leave the open txg clean
+            // but are still logged in it.
+            self.logged.retain(|s| s.txg > synced);
             self.report.txgs += 1;
             self.remember(synced, Rc::clone(&self.committed));
             return self.integrity();
@@ -933,20 +1012,35 @@ impl World {
             return Err(format!("import after {why}: {e}"));
         }
         let txg = self.spa().last_synced_txg();
-        if let Some(m) = self.history.get(&txg) {
+        let report = self.spa().import_report().clone();
+        let loaded = report.loaded_txg;
+        if let Some(m) = self.history.get(&loaded) {
             let model = Rc::clone(m);
-            candidates.push(Candidate { what: format!("committed txg {txg} (history)"), model });
+            candidates.push(Candidate { what: format!("committed txg {loaded} (history)"), model });
         }
         let mut errors = Vec::new();
         for c in candidates.iter().rev() {
-            match self.check_against(&c.model, true) {
-                Ok(()) => return self.adopt(c, txg, at),
-                Err(e) => errors.push(format!("[{}] {e}", c.what)),
+            let replay = match self.with_replay(c, loaded, &report.replayed) {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(format!("[{}] {e}", c.what));
+                    continue;
+                }
+            };
+            match self.check_against(&replay.candidate.model, true) {
+                Ok(()) => return self.adopt_replayed(&replay, txg, at, why),
+                Err(e) => errors.push(format!("[{}] {e}", replay.candidate.what)),
             }
         }
-        if self.profile == Profile::Unrestricted && !self.history.contains_key(&txg) {
-            // Only detection holds here, and no model of the imported txg is known.
-            self.trace.at(at, &format!("imported txg {txg} has no known model: run ends"));
+        // Logged ops of txgs up to the last commit are not kept: a replay on top of an older
+        // txg (a rewind past damage) has no known model.
+        let replay_unknown =
+            loaded < self.committed_txg && report.replayed.values().any(|&n| n > 0);
+        if self.profile == Profile::Unrestricted
+            && (!self.history.contains_key(&loaded) || replay_unknown)
+        {
+            // Only detection holds here, and no model of the imported state is known.
+            self.trace.at(at, &format!("imported txg {loaded} has no known model: run ends"));
             self.lost = true;
             self.stop = true;
             return Ok(());
@@ -958,11 +1052,90 @@ impl World {
         ))
     }
 
+    /// `base` (the state as of the imported txg `loaded`) plus, per filesystem, the first
+    /// `replayed[fs]` logged operations of txgs after `loaded`, as import reports replaying
+    /// them: that filesystem's head is the model's right after the last of them (heads change
+    /// only by logged ops between commits). Also names the fsynced operations the replay
+    /// left out.
+    fn with_replay(
+        &self,
+        base: &Candidate,
+        loaded: u64,
+        replayed: &BTreeMap<String, usize>,
+    ) -> Result<Replayed, String> {
+        let after = |fs: &str| -> Vec<&LoggedStep> {
+            self.logged.iter().filter(|s| s.fs == fs && s.txg > loaded).collect()
+        };
+        let mut lost = Vec::new();
+        let filesystems: std::collections::BTreeSet<&str> =
+            self.logged.iter().map(|s| s.fs.as_str()).collect();
+        for fs in filesystems {
+            let steps = after(fs);
+            let must = steps.iter().rposition(|s| s.fsynced).map_or(0, |p| p + 1);
+            let got = replayed.get(fs).copied().unwrap_or(0);
+            if got < must {
+                lost.push(format!(
+                    "{fs}: {got} of the {must} logged ops through op #{} (whose fsync had \
+                     returned) were replayed",
+                    steps[must - 1].op
+                ));
+            }
+        }
+        let active: Vec<(&String, usize)> =
+            replayed.iter().filter(|&(_, &n)| n > 0).map(|(fs, &n)| (fs, n)).collect();
+        if active.is_empty() {
+            let candidate = Candidate { what: base.what.clone(), model: Rc::clone(&base.model) };
+            return Ok(Replayed { candidate, lost });
+        }
+        let mut model = (*base.model).clone();
+        let mut what = vec![base.what.clone()];
+        for (fs, n) in active {
+            let steps = after(fs);
+            let Some(last) = steps.get(n - 1) else {
+                return Err(format!(
+                    "import replayed {n} intent-log ops of {fs} after txg {loaded}, but only {} \
+                     were made",
+                    steps.len()
+                ));
+            };
+            if !model.set_head(fs, (*last.head).clone()) {
+                return Err(format!("import replayed intent-log ops into {fs}, which is gone"));
+            }
+            what.push(format!("{fs} replayed through op #{}", last.op));
+        }
+        Ok(Replayed { candidate: Candidate { what: what.join(" + "), model: Rc::new(model) }, lost })
+    }
+
+    /// Adopt a matching candidate, unless its replay lost fsynced operations (a durability
+    /// violation where the disk keeps its promises; under faults, damage to the single-copy
+    /// log can lose them undetected, as in ZFS, and it is only noted).
+    fn adopt_replayed(
+        &mut self,
+        r: &Replayed,
+        txg: u64,
+        at: Duration,
+        why: &str,
+    ) -> Result<(), String> {
+        if !r.lost.is_empty() {
+            let lost = r.lost.join("; ");
+            if !self.lenient() {
+                return Err(format!(
+                    "durability violation after {why}: fsynced data lost: the pool equals \
+                     [{}], but {lost}",
+                    r.candidate.what
+                ));
+            }
+            self.trace.at(at, &format!("fsynced ops lost to disk damage (undetected): {lost}"));
+        }
+        self.adopt(&r.candidate, txg, at)
+    }
+
     fn adopt(&mut self, c: &Candidate, txg: u64, at: Duration) -> Result<(), String> {
         self.trace.at(at, &format!("recovered txg {txg}: equals {}", c.what));
         self.model = (*c.model).clone();
         self.committed = Rc::clone(&c.model);
         self.committed_txg = txg;
+        self.logged.clear();
         self.history.retain(|&t, _| t <= txg);
         self.remember(txg, Rc::clone(&c.model));
         self.integrity()

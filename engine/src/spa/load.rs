@@ -14,7 +14,7 @@ use crate::dsl::dataset::DslDataset;
 use crate::dsl::destroy::blocks_after;
 use crate::dsl::pool::{DslPool, MosPhys};
 use crate::error::{ImportError, ZioError};
-use crate::limits::{SPA_MAXBLOCKSIZE, VDEV_LABEL_SIZE};
+use crate::limits::{SPA_MAXBLOCKSIZE, TXG_DEFER_SIZE, VDEV_LABEL_SIZE};
 use crate::spa::metaslab::Metaslab;
 use crate::spa::uberblock::UberblockPhys;
 use crate::spa::{Spa, SpaConfig};
@@ -116,7 +116,7 @@ impl Spa {
         let newest_seen = all.first().map_or(0, |u| u.txg);
         let size = dev.size_bytes();
         let mut zio = Zio::new(dev, Metaslab::new(VDEV_LABEL_SIZE, size - VDEV_LABEL_SIZE));
-        let mut first_reason = None;
+        let mut rejected: Vec<(u64, String)> = Vec::new();
         for ub in all.iter().filter(|u| rewind_to.is_none_or(|r| u.txg <= r)) {
             zio.ms = Metaslab::new(VDEV_LABEL_SIZE, size - VDEV_LABEL_SIZE);
             match load_candidate(&mut zio, ub, &label) {
@@ -124,18 +124,20 @@ impl Spa {
                     let rewound = ub.txg < newest_seen;
                     let replay = std::mem::take(&mut loaded.replay);
                     let mut spa = Self::assemble(zio, label, loaded, ub, newest_seen, rewound, cfg);
+                    spa.import_report.rejected = rejected;
                     spa.zil_replay(replay)?;
                     return Ok(spa);
                 }
-                Err(e) => {
-                    first_reason.get_or_insert_with(|| format!("txg {}: {e}", ub.txg));
-                }
+                Err(e) => rejected.push((ub.txg, e.to_string())),
             }
         }
         match rewind_to {
             Some(t) => Err(ImportError::RewindUnavailable(t)),
             None => Err(ImportError::NoValidUberblock {
-                reason: first_reason.unwrap_or_else(|| "no uberblock in the ring".into()),
+                reason: rejected.first().map_or_else(
+                    || "no uberblock in the ring".into(),
+                    |(txg, e)| format!("txg {txg}: {e}"),
+                ),
             }),
         }
     }
@@ -278,7 +280,11 @@ fn load_candidate(
             snap_views: BTreeMap::new(),
         });
     }
-    for (txg, dvas) in &mos.defer {
+    // The MOS of txg T is written before T commits, so it still lists the frees that T's
+    // commit releases (`Metaslab::sync_done`): those extents are free in T's state, and blocks
+    // allocated after T (an intent-log block written while T + 1 synced) may lie there.
+    let released_below = ub.txg.saturating_sub(TXG_DEFER_SIZE - 1);
+    for (txg, dvas) in mos.defer.iter().filter(|(t, _)| **t >= released_below) {
         for d in dvas {
             if *txg > ub.txg || !zio.ms.claim_deferred(*txg, *d) {
                 return Err(LoadError::Corrupt("deferred free overlaps a live block"));

@@ -103,6 +103,8 @@ pub struct ImportReport {
     pub loaded_txg: u64,
     /// Operations replayed from each filesystem's intent log.
     pub replayed: std::collections::BTreeMap<String, usize>,
+    /// Newer uberblocks passed over, with the reason their trees did not verify.
+    pub rejected: Vec<(u64, String)>,
 }
 
 impl std::fmt::Debug for Spa {
@@ -239,7 +241,10 @@ impl Spa {
     pub fn is_dirty(&self) -> bool {
         self.job.is_some()
             || !self.tasks.is_empty()
-            || self.dsl.datasets.values().any(|d| d.head.is_dirty())
+            || self.dsl.datasets.values().any(|d| {
+                d.head.is_dirty()
+                    || d.head.zil.as_ref().is_some_and(|z| z.last_logged_txg() > self.txg.synced)
+            })
     }
 
     /// Dirty bytes of every unsynced txg.

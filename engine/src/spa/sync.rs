@@ -114,7 +114,10 @@ impl Spa {
         let open = self.txg.open;
         self.force_sync
             || !self.tasks.is_empty()
-            || self.dsl.datasets.values().any(|d| d.head.is_dirty_in(open))
+            || self.dsl.datasets.values().any(|d| {
+                d.head.is_dirty_in(open)
+                    || d.head.zil.as_ref().is_some_and(|z| z.last_logged_txg() == open)
+            })
     }
 
     /// Start syncing the open txg if it is dirty and no txg is syncing.
@@ -164,6 +167,11 @@ impl Spa {
             }
             None => {
                 self.job = None;
+                for d in self.dsl.datasets.values_mut() {
+                    if let Some(z) = d.head.zil.as_mut() {
+                        z.clean(txg);
+                    }
+                }
                 self.txg.sync_done(txg);
                 self.zio.ms.sync_done(txg);
                 self.dirty.remove(&txg);
