@@ -404,7 +404,12 @@ impl Op {
         }
     }
 
-    fn apply_object(&self, what: &str, spa: &mut Spa, model: &mut Model) -> Result<bool, Divergence> {
+    fn apply_object(
+        &self,
+        what: &str,
+        spa: &mut Spa,
+        model: &mut Model,
+    ) -> Result<bool, Divergence> {
         match self {
             Self::ObjectAlloc { fs, spec } => {
                 let n = resolve(model, fs);

@@ -1103,7 +1103,10 @@ impl World {
             }
             what.push(format!("{fs} replayed through op #{}", last.op));
         }
-        Ok(Replayed { candidate: Candidate { what: what.join(" + "), model: Rc::new(model) }, lost })
+        Ok(Replayed {
+            candidate: Candidate { what: what.join(" + "), model: Rc::new(model) },
+            lost,
+        })
     }
 
     /// Adopt a matching candidate, unless its replay lost fsynced operations (a durability
