@@ -1441,16 +1441,25 @@ impl<R: Read> StreamReader<R> {
             return Ok(());
         };
         let len = usize::try_from(len).map_err(|_| StreamError::TooLarge { record, len })?;
-        buf.resize(len, 0);
-        let got = read_full(&mut self.r, buf).map_err(|e| io_err(record, &e))?;
-        self.bytes_read += got as u64;
-        if got < len {
-            return Err(StreamError::Truncated { record });
+        // Grow the buffer as the bytes arrive: a truncated record claiming a large payload
+        // costs what the stream holds, not what it claims.
+        buf.clear();
+        while buf.len() < len {
+            let at = buf.len();
+            buf.resize(at + (len - at).min(PAYLOAD_READ_CHUNK), 0);
+            let got = read_full(&mut self.r, &mut buf[at..]).map_err(|e| io_err(record, &e))?;
+            self.bytes_read += got as u64;
+            if at + got < buf.len() {
+                return Err(StreamError::Truncated { record });
+            }
         }
         order.fletcher4_update(&mut self.cksum, buf);
         Ok(())
     }
 }
+
+/// Payload bytes read (and allocated) at a time.
+const PAYLOAD_READ_CHUNK: usize = 128 * 1024;
 
 fn io_err(record: u64, e: &io::Error) -> StreamError {
     StreamError::Io { record, reason: e.to_string() }
