@@ -31,6 +31,9 @@ pub mod op;
 
 pub use conformance::{run_checked, RunFailure};
 pub use integrity::{IntegrityError, IntegrityReport, Problem};
-pub use manifest::{manifest, manifest_of_model, parse_manifest, ManifestLine};
+pub use manifest::{
+    manifest, manifest_of_model, manifest_of_model_trimmed, manifest_trimmed, parse_manifest,
+    ManifestLine,
+};
 pub use model::{kind_of_dmu, kind_of_dsl, ErrKind, Model, ModelError, ModelInfo};
 pub use op::{random_ops, Divergence, GenConfig, ObjRef, Op, Pos, Target};

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use engine::{DmuError, Spa};
 use sha2::{Digest, Sha256};
 
-use crate::model::{Model, ModelError, ModelObject};
+use crate::model::{Model, ModelError};
 
 /// Bytes read per call while hashing an object.
 pub const MANIFEST_CHUNK_BYTES: u64 = 1 << 20;
@@ -80,67 +80,117 @@ fn header(snapshot_full_name: &str) -> String {
     format!("# manifest v1 snapshot=@{short}\n")
 }
 
-/// The manifest of a snapshot (or head) of the engine.
-///
-/// # Errors
-/// Engine read errors; `OffsetOverflow` for an object over `MANIFEST_SIZE_MAX_BYTES`.
-pub fn manifest(spa: &mut Spa, snapshot_full_name: &str) -> Result<String, DmuError> {
-    let name = snapshot_full_name;
+/// Attributes of one object, as both the engine and the model report them.
+struct ObjectAttrs {
+    ot: u8,
+    bs: u32,
+    maxblkid: u64,
+    bonustype: u8,
+    bonus: Vec<u8>,
+}
+
+/// Trailing blocks that read as zeros: kept (`Keep`, the v1 manifest) or dropped
+/// (`Trim`: `manifest_trimmed`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    Keep,
+    Trim,
+}
+
+/// The manifest line of `obj`; `read(offset, len)` reads its contents. With `Tail::Trim`,
+/// maxblkid is lowered past trailing all-zero blocks (to 0 at least).
+fn object_line<E>(
+    obj: u64,
+    a: ObjectAttrs,
+    tail: Tail,
+    too_large: impl FnOnce(u64) -> E,
+    mut read: impl FnMut(u64, u64) -> Result<Vec<u8>, E>,
+) -> Result<ManifestLine, E> {
+    let bs = u64::from(a.bs);
+    let mut maxblkid = a.maxblkid;
+    let size = (maxblkid + 1).saturating_mul(bs);
+    if size > MANIFEST_SIZE_MAX_BYTES {
+        return Err(too_large(size));
+    }
+    if tail == Tail::Trim {
+        while maxblkid > 0 && read(maxblkid * bs, bs)?.iter().all(|&b| b == 0) {
+            maxblkid -= 1;
+        }
+    }
+    let size = (maxblkid + 1) * bs;
+    let mut h = Sha256::new();
+    let mut at = 0;
+    while at < size {
+        let len = MANIFEST_CHUNK_BYTES.min(size - at);
+        h.update(read(at, len)?);
+        at += len;
+    }
+    Ok(ManifestLine {
+        obj,
+        ot: a.ot,
+        bs: a.bs,
+        maxblkid,
+        size,
+        bonustype: a.bonustype,
+        bonuslen: u16::try_from(a.bonus.len()).expect("bonus <= 320 bytes"),
+        sha256: hex(&h.finalize()),
+        bonus_sha256: sha256_hex(&a.bonus),
+    })
+}
+
+fn engine_manifest(spa: &mut Spa, name: &str, tail: Tail) -> Result<String, DmuError> {
     let mut out = header(name);
     for obj in spa.objects(name)? {
         let info = spa.object_info(name, obj)?;
-        let bs = u64::from(info.blksz);
-        let size = (info.maxblkid + 1).saturating_mul(bs);
-        if size > MANIFEST_SIZE_MAX_BYTES {
-            return Err(DmuError::OffsetOverflow { offset: 0, len: size });
-        }
-        let mut h = Sha256::new();
-        let mut at = 0;
-        while at < size {
-            let len = MANIFEST_CHUNK_BYTES.min(size - at);
-            h.update(spa.read(name, obj, at, len)?);
-            at += len;
-        }
         let (bonustype, bonus) = spa.bonus(name, obj)?;
         assert_eq!(bonus.len(), usize::from(info.bonuslen), "bonus length vs object_info");
-        let line = ManifestLine {
-            obj,
-            ot: info.ot,
-            bs: info.blksz,
-            maxblkid: info.maxblkid,
-            size,
-            bonustype,
-            bonuslen: info.bonuslen,
-            sha256: hex(&h.finalize()),
-            bonus_sha256: sha256_hex(&bonus),
-        };
+        let a =
+            ObjectAttrs { ot: info.ot, bs: info.blksz, maxblkid: info.maxblkid, bonustype, bonus };
+        let too_large = |len| DmuError::OffsetOverflow { offset: 0, len };
+        let line = object_line(obj, a, tail, too_large, |at, len| spa.read(name, obj, at, len))?;
         out.push_str(&line.format());
         out.push('\n');
     }
     Ok(out)
 }
 
-fn model_line(obj: u64, ob: &ModelObject) -> ManifestLine {
-    let info = ob.info();
-    let size = (info.maxblkid + 1).saturating_mul(u64::from(info.blksz));
-    let mut h = Sha256::new();
-    let mut at = 0;
-    while at < size {
-        let len = MANIFEST_CHUNK_BYTES.min(size - at);
-        h.update(ob.read_bytes(at, usize::try_from(len).expect("chunk")));
-        at += len;
+fn model_manifest(model: &Model, name: &str, tail: Tail) -> Result<String, ModelError> {
+    let mut out = header(name);
+    for obj in model.objects(name)? {
+        let ob = model.object(name, obj)?;
+        let info = ob.info();
+        let a = ObjectAttrs {
+            ot: info.ot,
+            bs: info.blksz,
+            maxblkid: info.maxblkid,
+            bonustype: info.bonustype,
+            bonus: ob.bonus.clone(),
+        };
+        let read = |at, len: u64| Ok(ob.read_bytes(at, usize::try_from(len).expect("chunk")));
+        let line = object_line(obj, a, tail, |_| ModelError::OffsetOverflow, read)?;
+        out.push_str(&line.format());
+        out.push('\n');
     }
-    ManifestLine {
-        obj,
-        ot: info.ot,
-        bs: info.blksz,
-        maxblkid: info.maxblkid,
-        size,
-        bonustype: info.bonustype,
-        bonuslen: info.bonuslen,
-        sha256: hex(&h.finalize()),
-        bonus_sha256: sha256_hex(&ob.bonus),
-    }
+    Ok(out)
+}
+
+/// The manifest of a snapshot (or head) of the engine.
+///
+/// # Errors
+/// Engine read errors; `OffsetOverflow` for an object over `MANIFEST_SIZE_MAX_BYTES`.
+pub fn manifest(spa: &mut Spa, snapshot_full_name: &str) -> Result<String, DmuError> {
+    engine_manifest(spa, snapshot_full_name, Tail::Keep)
+}
+
+/// The manifest with trailing all-zero blocks of every object dropped (maxblkid lowered to
+/// the last block holding a non-zero byte): what a non-raw send stream preserves, since it
+/// carries no maxblkid (OpenZFS's neither), so an object whose last blocks were punched is
+/// received shorter with the same contents.
+///
+/// # Errors
+/// As `manifest`.
+pub fn manifest_trimmed(spa: &mut Spa, snapshot_full_name: &str) -> Result<String, DmuError> {
+    engine_manifest(spa, snapshot_full_name, Tail::Trim)
 }
 
 /// The manifest of a snapshot (or head) of the model.
@@ -148,16 +198,18 @@ fn model_line(obj: u64, ob: &ModelObject) -> ManifestLine {
 /// # Errors
 /// `NoSuchDataset`; `OffsetOverflow` for an object over `MANIFEST_SIZE_MAX_BYTES`.
 pub fn manifest_of_model(model: &Model, snapshot_full_name: &str) -> Result<String, ModelError> {
-    let mut out = header(snapshot_full_name);
-    for obj in model.objects(snapshot_full_name)? {
-        let ob = model.object(snapshot_full_name, obj)?;
-        if (ob.maxblkid + 1).saturating_mul(u64::from(ob.blksz)) > MANIFEST_SIZE_MAX_BYTES {
-            return Err(ModelError::OffsetOverflow);
-        }
-        out.push_str(&model_line(obj, ob).format());
-        out.push('\n');
-    }
-    Ok(out)
+    model_manifest(model, snapshot_full_name, Tail::Keep)
+}
+
+/// `manifest_trimmed` of the model.
+///
+/// # Errors
+/// As `manifest_of_model`.
+pub fn manifest_of_model_trimmed(
+    model: &Model,
+    snapshot_full_name: &str,
+) -> Result<String, ModelError> {
+    model_manifest(model, snapshot_full_name, Tail::Trim)
 }
 
 /// Why a manifest did not parse.
