@@ -43,6 +43,7 @@ use oracle::op::{pattern, ObjRef, Op, Pos, Target};
 use oracle::{conformance, integrity};
 
 use crate::disk::{DiskConfig, Replayer, SimDisk};
+use crate::intent::LogTracker;
 
 /// Pool name of the receive and import harnesses.
 pub const FUZZ_POOL: &str = "pool";
@@ -108,44 +109,13 @@ static THOROUGH: AtomicBool = AtomicBool::new(false);
 /// Replay mode (the replay test turns it on; fuzzing leaves it off for speed): after every
 /// failed receive, compare the manifests of every snapshot and head (else only the target's,
 /// after one in `MANIFEST_SAMPLE` receives that got past BEGIN; tree roots and space are
-/// compared always); after a success in `recv_bytes`, also walk the pool and round-trip;
-/// and run the inputs of known engine bugs instead of skipping them.
+/// compared always); after a success in `recv_bytes`, also walk the pool and round-trip.
 pub fn set_thorough(on: bool) {
     THOROUGH.store(on, Ordering::Relaxed);
 }
 
 fn thorough() -> bool {
     THOROUGH.load(Ordering::Relaxed)
-}
-
-/// Known, reported engine bugs whose inputs a fuzzing run skips so that it can look for
-/// others (a run stops at its first crash or timeout). Off in replay (`set_thorough`) and
-/// with `FUZZ_KNOWN_BUGS=1` in the environment (`cargo fuzz tmin`, reproducing): then every
-/// input runs, and the artifacts of `fuzz/artifacts/` reproduce until the engine is fixed.
-fn skip_known_bugs() -> bool {
-    static SHOW: OnceLock<bool> = OnceLock::new();
-    !thorough() && !*SHOW.get_or_init(|| std::env::var_os("FUZZ_KNOWN_BUGS").is_some())
-}
-
-/// Known bug 1 (artifact `fuzz/artifacts/ops/timeout-object-near-dn-max-object`): opening a
-/// head objset scans every meta-dnode block id up to its maxblkid (`Objset::scan_allocated`),
-/// so import, rollback and incremental receive of a filesystem holding an object numbered
-/// near 2^48 (valid: DN_MAX_OBJECT is 2^48) do not finish. Objects at or above this number
-/// (below 2^48) are the inputs skipped while fuzzing.
-const KNOWN_SCAN_OBJECT_MIN: u64 = 1 << 24;
-
-/// True if `object` is a valid number high enough to trip known bug 1.
-fn trips_known_scan(object: u64) -> bool {
-    (KNOWN_SCAN_OBJECT_MIN..DN_MAX_OBJECT).contains(&object)
-}
-
-/// An op that may create an object `trips_known_scan` names.
-fn op_trips_known_scan(op: &Op) -> bool {
-    match op {
-        Op::ObjectClaim { obj: ObjRef::Raw(n), .. }
-        | Op::ObjectReclaim { obj: ObjRef::Raw(n), .. } => trips_known_scan(*n),
-        _ => false,
-    }
 }
 
 /// The `fuzz/` folder of this checkout: corpora, artifacts, and `base/` (the streams the
@@ -2412,11 +2382,6 @@ pub fn recv_structured(data: &[u8]) {
     let Ok(spec) = StreamSpec::arbitrary_take_rest(Unstructured::new(data)) else { return };
     with_recv_pool(BaseKind::Structured, |pool, base| {
         let planned = spec.build(base);
-        let trips =
-            |r: &Record| matches!(r, Record::Object { drr, .. } if trips_known_scan(drr.object));
-        if skip_known_bugs() && planned.records.iter().any(trips) {
-            return;
-        }
         let case = RecvCase {
             fs: &planned.fs,
             fromguid: planned.fromguid,
@@ -2449,9 +2414,6 @@ fn ops_cfg() -> SpaConfig {
 pub fn ops(data: &[u8]) {
     let Ok(input) = OpsInput::arbitrary_take_rest(Unstructured::new(data)) else { return };
     let ops: Vec<Op> = input.ops.iter().take(FUZZ_OPS_MAX).map(|o| o.to_op()).collect();
-    if skip_known_bugs() && ops.iter().any(op_trips_known_scan) {
-        return;
-    }
     let dev = Box::new(MemoryDevice::new(OPS_DEVICE_BYTES));
     let mut spa = Spa::create(dev, OPS_POOL, ops_cfg()).expect("create the ops pool");
     let mut model = Model::new(OPS_POOL);
@@ -2522,7 +2484,15 @@ impl Keep {
 #[derive(Arbitrary, Debug)]
 enum CrashStep {
     Op(FuzzOp),
-    Crash { mid_sync_steps: u8, keep: Keep },
+    Crash {
+        mid_sync_steps: u8,
+        keep: Keep,
+    },
+    /// An fsync: every change to the filesystem so far must survive the next crash.
+    Fsync {
+        fs: FuzzTarget,
+        obj: FuzzObj,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -2542,6 +2512,8 @@ struct CrashSim {
     durable: Model,
     synced: u64,
     crashes: usize,
+    /// Operations of uncommitted txgs the intent logs may hold.
+    log: LogTracker,
 }
 
 impl CrashSim {
@@ -2556,12 +2528,16 @@ impl CrashSim {
             .expect("create the crash pool");
         let model = Model::new(OPS_POOL);
         let synced = spa.last_synced_txg();
-        Self { spa, disk, disk_cfg, durable: model.clone(), model, synced, crashes: 0 }
+        let log = LogTracker::default();
+        Self { spa, disk, disk_cfg, durable: model.clone(), model, synced, crashes: 0, log }
     }
 
     fn op(&mut self, i: usize, op: &Op) {
-        if let Err(d) = op.apply(&mut self.spa, &mut self.model) {
-            panic!("crash: op #{i} {op:?}: {d}");
+        let open = self.spa.open_txg();
+        match op.apply_checked(&mut self.spa, &mut self.model) {
+            Ok(true) => self.log.note(i, op, &self.model, open),
+            Ok(false) => {}
+            Err(d) => panic!("crash: op #{i} {op:?}: {d}"),
         }
         if let Err(d) = conformance::check(&mut self.spa, &self.model) {
             panic!("crash: after op #{i} {op:?}: {d}");
@@ -2575,6 +2551,7 @@ impl CrashSim {
         if now != self.synced && self.spa.syncing_txg().is_none() && !self.spa.is_dirty() {
             self.synced = now;
             self.durable = self.model.clone();
+            self.log.committed(now);
             if let Err(e) = integrity::check(&mut self.spa) {
                 panic!("crash: integrity after txg {now}: {e}");
             }
@@ -2595,7 +2572,8 @@ impl CrashSim {
     }
 
     /// Crash (after `mid_steps` phases of a sync of the open txg), import, and find the
-    /// model the pool equals: the last committed txg's, or the one being synced.
+    /// model the pool equals: the last committed txg's, or the one being synced, each plus
+    /// the intent-log replay the import reports, which must reach every fsynced op.
     fn crash(&mut self, mid_steps: u8, keep: &Keep) {
         let mut candidates = vec![self.durable.clone()];
         if mid_steps > 0 {
@@ -2626,12 +2604,29 @@ impl CrashSim {
         dev.flush().expect("invariant: faults are off");
         self.spa = Spa::import(Box::new(self.disk.clone()), ops_cfg(), None)
             .unwrap_or_else(|e| panic!("crash: import after crash {}: {e}", self.crashes));
+        let report = self.spa.import_report().clone();
         let mut errors = Vec::new();
         for c in candidates.iter().rev() {
-            match conformance::check(&mut self.spa, c) {
+            let r = match self.log.replay(c, report.loaded_txg, &report.replayed) {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let state = r.model.unwrap_or_else(|| c.clone());
+            match conformance::check(&mut self.spa, &state) {
                 Ok(()) => {
-                    (self.model, self.durable) = (c.clone(), c.clone());
+                    assert!(
+                        r.lost.is_empty(),
+                        "crash: durability violation: fsynced data lost ({}): {}",
+                        r.replayed.join(", "),
+                        r.lost.join("; ")
+                    );
+                    self.durable = state.clone();
+                    self.model = state;
                     self.synced = self.spa.last_synced_txg();
+                    self.log.clear();
                     if let Err(e) = integrity::check(&mut self.spa) {
                         panic!("crash: integrity after import: {e}");
                     }
@@ -2652,14 +2647,12 @@ impl CrashSim {
 /// a write cache of the input's size; at the input's crash points (at most
 /// `FUZZ_CRASHES_MAX`, optionally in the middle of a txg sync) power fails, keeping the
 /// cached sectors the input chooses (whole writes in order, torn writes, arbitrary subsets).
-/// The pool must import and equal the model as of the last committed txg or the one being
-/// synced (design.md property 2); conformance after every op, integrity after every commit.
+/// Fsync steps commit intent logs. The pool must import and equal the model as of the last
+/// committed txg or the one being synced, plus the intent-log replay import reports, which
+/// must reach every op an fsync covered (design.md property 2, `intent::LogTracker`);
+/// conformance after every op, integrity after every commit.
 pub fn crash(data: &[u8]) {
     let Ok(input) = CrashInput::arbitrary_take_rest(Unstructured::new(data)) else { return };
-    let trips = |s: &CrashStep| matches!(s, CrashStep::Op(op) if op_trips_known_scan(&op.to_op()));
-    if skip_known_bugs() && input.steps.iter().take(FUZZ_OPS_MAX).any(trips) {
-        return;
-    }
     let mut sim = CrashSim::start(input.cache_writes);
     for (i, step) in input.steps.iter().take(FUZZ_OPS_MAX).enumerate() {
         match step {
@@ -2669,6 +2662,9 @@ pub fn crash(data: &[u8]) {
                 sim.crash(mid_sync_steps % 8, keep);
             }
             CrashStep::Crash { .. } => {}
+            CrashStep::Fsync { fs, obj } => {
+                sim.op(i, &Op::Fsync { fs: fs.to_op(), obj: obj.to_op() });
+            }
         }
     }
     sim.spa.txg_sync().unwrap_or_else(|e| panic!("crash: final sync: {e}"));

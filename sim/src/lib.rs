@@ -7,6 +7,7 @@ pub mod disk;
 pub mod explore;
 pub mod fault;
 pub mod fuzz;
+pub mod intent;
 pub mod main_job;
 pub mod run;
 pub mod sched;

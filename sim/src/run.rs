@@ -22,13 +22,14 @@ use engine::txg::{SyncPhase, SyncStep};
 use engine::{Spa, SpaConfig, SpaError};
 use oracle::conformance;
 use oracle::integrity;
-use oracle::model::{Model, ModelObjset};
+use oracle::model::Model;
 use oracle::op::{random_ops, Divergence, GenConfig, Op};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::disk::{DiskConfig, SimDisk};
 use crate::fault::{FaultConfig, Profile};
+use crate::intent::LogTracker;
 use crate::sched::{self, Executor};
 use crate::trace::{OpContext, Trace};
 
@@ -388,20 +389,6 @@ enum Applied {
     Violation(String),
 }
 
-/// A successful operation the intent log may hold: made in a txg after the last commit.
-struct LoggedStep {
-    /// Index of the op in the run's list.
-    op: usize,
-    /// The filesystem whose log holds it.
-    fs: String,
-    /// The txg it was made in (replay takes the ops of txgs after the imported one).
-    txg: u64,
-    /// The filesystem's head right after it: a replay of the log up to this op gives it.
-    head: Rc<ModelObjset>,
-    /// An fsync of `fs` returned after it: it must survive any crash.
-    fsynced: bool,
-}
-
 /// A model the pool may equal after a crash or re-import, and why.
 struct Candidate {
     what: String,
@@ -430,8 +417,8 @@ struct World {
     sync_phase: Option<SyncPhase>,
     /// Models of committed txgs (unrestricted profile only).
     history: BTreeMap<u64, Rc<Model>>,
-    /// Operations of txgs after the last commit that the intent logs may hold, in order.
-    logged: Vec<LoggedStep>,
+    /// Operations of txgs after the last commit that the intent logs may hold.
+    logged: LogTracker,
     /// The workload has fsync ops: keep `logged` (else no log is ever written).
     track_log: bool,
     ops: Vec<Op>,
@@ -496,7 +483,7 @@ impl World {
             syncing: None,
             sync_phase: None,
             history: BTreeMap::new(),
-            logged: Vec::new(),
+            logged: LogTracker::default(),
             track_log,
             ops,
             next_op: 0,
@@ -741,19 +728,9 @@ impl World {
     /// `txg`: the txg open when the op started (its changes and log record go there; an op
     /// that syncs inline does so after logging).
     fn note_logged(&mut self, i: usize, op: &Op, txg: u64) {
-        if !self.track_log {
-            return;
+        if self.track_log {
+            self.logged.note(i, op, &self.model, txg);
         }
-        if let Some(fs) = op.fsync_fs(&self.model) {
-            for s in self.logged.iter_mut().filter(|s| s.fs == fs) {
-                s.fsynced = true;
-            }
-            return;
-        }
-        let Some(fs) = op.logged_fs(&self.model) else { return };
-        let Some(head) = self.model.head(&fs) else { return };
-        let head = Rc::new(head.clone());
-        self.logged.push(LoggedStep { op: i, fs, txg, head, fsynced: false });
     }
 
     fn import(&mut self, at: Duration) -> Result<(), String> {
@@ -820,7 +797,7 @@ impl World {
         assert!(txg > self.committed_txg, "commit of {txg} <= {}", self.committed_txg);
         self.committed = Rc::clone(&model);
         self.committed_txg = txg;
-        self.logged.retain(|s| s.txg > txg);
+        self.logged.committed(txg);
         self.sync_phase = None;
         self.report.txgs += 1;
         self.remember(txg, model);
@@ -872,7 +849,7 @@ impl World {
             self.committed_txg = synced;
             // Ops that changed nothing on disk (a zero-length free) leave the open txg clean
             // but are still logged in it.
-            self.logged.retain(|s| s.txg > synced);
+            self.logged.committed(synced);
             self.report.txgs += 1;
             self.remember(synced, Rc::clone(&self.committed));
             return self.integrity();
@@ -1052,61 +1029,23 @@ impl World {
         ))
     }
 
-    /// `base` (the state as of the imported txg `loaded`) plus, per filesystem, the first
-    /// `replayed[fs]` logged operations of txgs after `loaded`, as import reports replaying
-    /// them: that filesystem's head is the model's right after the last of them (heads change
-    /// only by logged ops between commits). Also names the fsynced operations the replay
-    /// left out.
+    /// `base` (the state as of the imported txg `loaded`) plus the intent-log replay import
+    /// reported (`LogTracker::replay`).
     fn with_replay(
         &self,
         base: &Candidate,
         loaded: u64,
         replayed: &BTreeMap<String, usize>,
     ) -> Result<Replayed, String> {
-        let after = |fs: &str| -> Vec<&LoggedStep> {
-            self.logged.iter().filter(|s| s.fs == fs && s.txg > loaded).collect()
+        let r = self.logged.replay(&base.model, loaded, replayed)?;
+        let candidate = match r.model {
+            None => Candidate { what: base.what.clone(), model: Rc::clone(&base.model) },
+            Some(m) => Candidate {
+                what: format!("{} + {}", base.what, r.replayed.join(" + ")),
+                model: Rc::new(m),
+            },
         };
-        let mut lost = Vec::new();
-        let filesystems: std::collections::BTreeSet<&str> =
-            self.logged.iter().map(|s| s.fs.as_str()).collect();
-        for fs in filesystems {
-            let steps = after(fs);
-            let must = steps.iter().rposition(|s| s.fsynced).map_or(0, |p| p + 1);
-            let got = replayed.get(fs).copied().unwrap_or(0);
-            if got < must {
-                lost.push(format!(
-                    "{fs}: {got} of the {must} logged ops through op #{} (whose fsync had \
-                     returned) were replayed",
-                    steps[must - 1].op
-                ));
-            }
-        }
-        let active: Vec<(&String, usize)> =
-            replayed.iter().filter(|&(_, &n)| n > 0).map(|(fs, &n)| (fs, n)).collect();
-        if active.is_empty() {
-            let candidate = Candidate { what: base.what.clone(), model: Rc::clone(&base.model) };
-            return Ok(Replayed { candidate, lost });
-        }
-        let mut model = (*base.model).clone();
-        let mut what = vec![base.what.clone()];
-        for (fs, n) in active {
-            let steps = after(fs);
-            let Some(last) = steps.get(n - 1) else {
-                return Err(format!(
-                    "import replayed {n} intent-log ops of {fs} after txg {loaded}, but only {} \
-                     were made",
-                    steps.len()
-                ));
-            };
-            if !model.set_head(fs, (*last.head).clone()) {
-                return Err(format!("import replayed intent-log ops into {fs}, which is gone"));
-            }
-            what.push(format!("{fs} replayed through op #{}", last.op));
-        }
-        Ok(Replayed {
-            candidate: Candidate { what: what.join(" + "), model: Rc::new(model) },
-            lost,
-        })
+        Ok(Replayed { candidate, lost: r.lost })
     }
 
     /// Adopt a matching candidate, unless its replay lost fsynced operations (a durability
