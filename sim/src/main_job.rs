@@ -50,6 +50,12 @@ pub struct Summary {
     pub faults: u64,
     /// Detected faults (errors instead of data).
     pub detections: u64,
+    /// Fsyncs that returned.
+    pub fsyncs: u64,
+    /// Imports that replayed intent-log operations.
+    pub log_replays: u64,
+    /// Intent-log operations replayed.
+    pub ops_replayed: u64,
     /// Checks made.
     pub checks: u64,
     /// Seeds re-run for determinism.
@@ -69,6 +75,9 @@ impl Summary {
         self.recoveries += r.recoveries;
         self.faults += r.faults;
         self.detections += r.detections;
+        self.fsyncs += r.fsyncs;
+        self.log_replays += r.log_replays;
+        self.ops_replayed += r.ops_replayed;
         self.checks += r.checks;
         if let Some(f) = &r.failure {
             self.failures.push((r.seed, f.clone()));

@@ -134,6 +134,12 @@ pub struct SeedReport {
     pub faults: u64,
     /// Errors the engine reported for injected damage (detections, property 7).
     pub detections: u64,
+    /// Fsyncs that returned.
+    pub fsyncs: u64,
+    /// Imports that replayed intent-log operations.
+    pub log_replays: u64,
+    /// Intent-log operations those imports replayed.
+    pub ops_replayed: u64,
     /// Hash of the readable trace.
     pub trace_hash: String,
     /// The first violation, if any.
@@ -728,6 +734,7 @@ impl World {
     /// `txg`: the txg open when the op started (its changes and log record go there; an op
     /// that syncs inline does so after logging).
     fn note_logged(&mut self, i: usize, op: &Op, txg: u64) {
+        self.report.fsyncs += u64::from(matches!(op, Op::Fsync { .. }));
         if self.track_log {
             self.logged.note(i, op, &self.model, txg);
         }
@@ -738,6 +745,11 @@ impl World {
         let cfg = SpaConfig { now_secs: HOST_EPOCH_SECS + at.as_secs(), ..self.spa_cfg };
         let spa = Spa::import(Box::new(self.disk.clone()), cfg, None).map_err(|e| e.to_string())?;
         let report = spa.import_report();
+        let ops_replayed: usize = report.replayed.values().sum();
+        if ops_replayed > 0 {
+            self.report.log_replays += 1;
+            self.report.ops_replayed += ops_replayed as u64;
+        }
         let replayed: Vec<String> =
             report.replayed.iter().map(|(fs, n)| format!(" {fs}: {n}")).collect();
         let replayed = if replayed.is_empty() {

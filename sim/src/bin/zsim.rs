@@ -221,13 +221,17 @@ fn cmd_run(cfg: &JobConfig, json: bool) -> ExitCode {
             })
             .collect();
         println!(
-            "{{\"profile\":\"{p}\",\"seeds\":{},\"ops\":{},\"crashes\":{},\"faults\":{},\"detections\":{},\"checks\":{},\"determinism_checked\":{},\"failures\":[{}]}}",
-            summary.seeds, summary.ops, summary.crashes, summary.faults, summary.detections, summary.checks, summary.determinism_checked, failures.join(",")
+            "{{\"profile\":\"{p}\",\"seeds\":{},\"ops\":{},\"crashes\":{},\"faults\":{},\"detections\":{},\"checks\":{},\"determinism_checked\":{},\"fsyncs\":{},\"log_replays\":{},\"ops_replayed\":{},\"failures\":[{}]}}",
+            summary.seeds, summary.ops, summary.crashes, summary.faults, summary.detections, summary.checks, summary.determinism_checked, summary.fsyncs, summary.log_replays, summary.ops_replayed, failures.join(",")
         );
     } else {
         println!(
             "profile {p}: {} seeds, {} ops, {} crashes, {} faults injected ({} detected), {} checks, {} seeds re-run for determinism, {} failing",
             summary.seeds, summary.ops, summary.crashes, summary.faults, summary.detections, summary.checks, summary.determinism_checked, summary.failures.len()
+        );
+        println!(
+            "intent log: {} fsyncs returned, {} imports replayed {} logged ops",
+            summary.fsyncs, summary.log_replays, summary.ops_replayed
         );
         for (seed, f) in &summary.failures {
             println!("FAIL seed {seed}: {}", f.lines().next().unwrap_or(""));
