@@ -750,20 +750,10 @@ impl World {
             self.report.log_replays += 1;
             self.report.ops_replayed += ops_replayed as u64;
         }
-        let replayed: Vec<String> =
-            report.replayed.iter().map(|(fs, n)| format!(" {fs}: {n}")).collect();
-        let replayed = if replayed.is_empty() {
-            String::new()
-        } else {
-            format!(" (intent-log ops replayed:{})", replayed.concat())
-        };
-        let rejected: Vec<String> =
-            report.rejected.iter().map(|(t, e)| format!(" txg {t}: {e};")).collect();
-        let rejected = if rejected.is_empty() {
-            String::new()
-        } else {
-            format!(" (newer txgs rejected:{})", rejected.concat())
-        };
+        let replayed = report.replayed.iter().map(|(fs, n)| format!(" {fs}: {n}"));
+        let replayed = parenthesized("intent-log ops replayed:", replayed);
+        let rejected = report.rejected.iter().map(|(t, e)| format!(" txg {t}: {e};"));
+        let rejected = parenthesized("newer txgs rejected:", rejected);
         self.trace.at(at, &format!("imported txg {}{replayed}{rejected}", report.loaded_txg));
         self.spa = Some(spa);
         self.report.checks += 1;
@@ -1147,6 +1137,16 @@ impl World {
             self.crash(at)?;
         }
         Ok(())
+    }
+}
+
+/// `" (what items...)"`, or nothing when there are no items.
+fn parenthesized(what: &str, items: impl Iterator<Item = String>) -> String {
+    let items: String = items.collect();
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!(" ({what}{items})")
     }
 }
 
