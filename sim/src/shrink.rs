@@ -9,12 +9,36 @@ use crate::run::{ops_for, run_ops, SimConfig};
 /// Most runs a shrink may make.
 pub const SHRINK_RUNS_MAX: usize = 4000;
 
-/// The minimal failing list found and its failure, or None if the seed passes.
+/// Failure classes, most specific first (see `failure_kind`).
+const FAILURE_KINDS: [&str; 10] = [
+    "fsynced data lost",
+    "durability violation",
+    "integrity",
+    "nondeterminism",
+    "panic",
+    "virtual time limit",
+    "import after",
+    "sync step failed",
+    "engine failed",
+    "divergence",
+];
+
+/// The class of a failure message: a shrink keeps it, since a smaller list that fails for
+/// another reason does not reproduce the original bug.
+#[must_use]
+pub fn failure_kind(failure: &str) -> &'static str {
+    FAILURE_KINDS.iter().copied().find(|k| failure.contains(k)).unwrap_or("other")
+}
+
+/// The minimal failing list found and its failure, or None if the seed passes. Only lists
+/// that fail with the original's `failure_kind` count as failing.
 #[must_use]
 pub fn shrink(seed: u64, cfg: &SimConfig) -> Option<(Vec<Op>, String)> {
-    let fails = |ops: &[Op]| run_ops(seed, ops, cfg, false).failure;
     let mut ops = ops_for(seed, cfg);
-    let mut failure = fails(&ops)?;
+    let mut failure = run_ops(seed, &ops, cfg, false).failure?;
+    let kind = failure_kind(&failure);
+    let fails =
+        |ops: &[Op]| run_ops(seed, ops, cfg, false).failure.filter(|f| failure_kind(f) == kind);
     let mut runs = 1;
     let mut n = 2usize;
     while ops.len() >= 2 && runs < SHRINK_RUNS_MAX {
@@ -65,4 +89,21 @@ pub fn as_regression_test(seed: u64, profile: &str, ops: &[Op], failure: &str) -
         "    ];\n    let cfg = sim::run::SimConfig {{ profile: \"{profile}\".parse().expect(\"profile\"), ..Default::default() }};\n    let report = sim::run::run_ops({seed}, &ops, &cfg, false);\n    assert_eq!(report.failure, None);\n}}\n"
     ));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_kind;
+
+    #[test]
+    fn failure_kinds_take_the_most_specific_class() {
+        let lost = "durability violation after crash: fsynced data lost: the pool equals [x]";
+        assert_eq!(failure_kind(lost), "fsynced data lost");
+        assert_eq!(
+            failure_kind("durability violation after crash: the pool (txg 3)"),
+            "durability violation"
+        );
+        assert_eq!(failure_kind("op #4 Write: divergence: contents differ"), "divergence");
+        assert_eq!(failure_kind("something new"), "other");
+    }
 }
