@@ -19,7 +19,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use engine::txg::{SyncPhase, SyncStep};
-use engine::{Spa, SpaConfig, SpaError};
+use engine::{ImportError, Spa, SpaConfig, SpaError};
 use oracle::conformance;
 use oracle::integrity;
 use oracle::model::Model;
@@ -74,6 +74,8 @@ pub const MID_SYNC_WAIT_MAX: Duration = Duration::from_secs(2);
 pub const SIM_VIRTUAL_TIME_MAX: Duration = Duration::from_secs(3600);
 /// Committed txgs whose model the unrestricted profile keeps (import may rewind far).
 pub const HISTORY_TXGS_MAX: usize = 256;
+/// Imports tried after a crash when the intent-log replay cannot be written (faulty profiles).
+pub const IMPORT_TRIES_MAX: u32 = 4;
 /// Host time (seconds) at virtual time zero.
 pub const HOST_EPOCH_SECS: u64 = 1_700_000_000;
 
@@ -740,10 +742,28 @@ impl World {
         }
     }
 
-    fn import(&mut self, at: Duration) -> Result<(), String> {
+    /// `import`; under faults, an import whose intent-log replay could not be written (a
+    /// write refused while it synced the replay: the disk still holds the old state and the
+    /// log) is detected and tried again, as an administrator would, up to
+    /// `IMPORT_TRIES_MAX` times.
+    fn import_retrying(&mut self, at: Duration) -> Result<(), String> {
+        let mut tries = 1;
+        loop {
+            match self.import(at) {
+                Err(ImportError::Replay(e)) if self.lenient() && tries < IMPORT_TRIES_MAX => {
+                    tries += 1;
+                    self.report.detections += 1;
+                    self.trace.at(at, &format!("import failed (detected), trying again: {e}"));
+                }
+                r => return r.map_err(|e| e.to_string()),
+            }
+        }
+    }
+
+    fn import(&mut self, at: Duration) -> Result<(), ImportError> {
         assert!(self.spa.is_none(), "import over a live pool");
         let cfg = SpaConfig { now_secs: HOST_EPOCH_SECS + at.as_secs(), ..self.spa_cfg };
-        let spa = Spa::import(Box::new(self.disk.clone()), cfg, None).map_err(|e| e.to_string())?;
+        let spa = Spa::import(Box::new(self.disk.clone()), cfg, None)?;
         let report = spa.import_report();
         let ops_replayed: usize = report.replayed.values().sum();
         if ops_replayed > 0 {
@@ -754,7 +774,11 @@ impl World {
         let replayed = parenthesized("intent-log ops replayed:", replayed);
         let rejected = report.rejected.iter().map(|(t, e)| format!(" txg {t}: {e};"));
         let rejected = parenthesized("newer txgs rejected:", rejected);
-        self.trace.at(at, &format!("imported txg {}{replayed}{rejected}", report.loaded_txg));
+        let failed = report.replay_errors.iter().map(|(fs, e)| format!(" {fs}: {e};"));
+        let failed = parenthesized("replay stopped (detected):", failed);
+        self.report.detections += report.replay_errors.len() as u64;
+        let txg = report.loaded_txg;
+        self.trace.at(at, &format!("imported txg {txg}{replayed}{rejected}{failed}"));
         self.spa = Some(spa);
         self.report.checks += 1;
         Ok(())
@@ -980,7 +1004,7 @@ impl World {
             candidates.push(Candidate { what: format!("syncing txg {t} at quiesce"), model: m });
         }
         self.sync_phase = None;
-        if let Err(e) = self.import(at) {
+        if let Err(e) = self.import_retrying(at) {
             if self.profile == Profile::Unrestricted {
                 self.report.detections += 1;
                 self.trace.at(at, &format!("pool lost (detected): import failed: {e}"));
@@ -993,6 +1017,12 @@ impl World {
         let txg = self.spa().last_synced_txg();
         let report = self.spa().import_report().clone();
         let loaded = report.loaded_txg;
+        if !report.replay_errors.is_empty() && !self.lenient() {
+            return Err(format!(
+                "import after {why}: intent-log replay failed without damage: {:?}",
+                report.replay_errors
+            ));
+        }
         if let Some(m) = self.history.get(&loaded) {
             let model = Rc::clone(m);
             candidates.push(Candidate { what: format!("committed txg {loaded} (history)"), model });
@@ -1012,9 +1042,9 @@ impl World {
             }
         }
         // Logged ops of txgs up to the last commit are not kept: a replay on top of an older
-        // txg (a rewind past damage) has no known model.
-        let replay_unknown =
-            loaded < self.committed_txg && report.replayed.values().any(|&n| n > 0);
+        // txg (a rewind past damaged newer ones) has no known model.
+        let rewound = loaded < self.committed_txg || !report.rejected.is_empty();
+        let replay_unknown = rewound && report.replayed.values().any(|&n| n > 0);
         if self.profile == Profile::Unrestricted
             && (!self.history.contains_key(&loaded) || replay_unknown)
         {

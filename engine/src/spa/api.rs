@@ -516,9 +516,13 @@ impl Spa {
         self.fsync(fs, object)
     }
 
-    /// Apply one replayed intent-log operation (errors mean the log disagrees with the pool
-    /// and are skipped, as OpenZFS skips records it cannot replay).
-    pub(crate) fn replay_op(&mut self, fs: &str, op: &LoggedOp) {
+    /// Apply one replayed intent-log operation. An error (a block the operation must read is
+    /// damaged, no space) changes nothing; the caller stops replaying that filesystem there,
+    /// as OpenZFS stops at a record it cannot replay (zil_replay_error).
+    ///
+    /// # Errors
+    /// The operation's error.
+    pub(crate) fn replay_op(&mut self, fs: &str, op: &LoggedOp) -> Result<(), DmuError> {
         let spec = |s: (u8, u32, u8, u8, u16)| ObjectSpec {
             ot: s.0,
             blksz: s.1,
@@ -526,7 +530,7 @@ impl Spa {
             bonustype: s.3,
             bonuslen: usize::from(s.4),
         };
-        let _ = match &op.kind {
+        match &op.kind {
             ItxKind::Write { object, offset, data, .. } => self.write(fs, *object, *offset, data),
             ItxKind::WriteBlocks { object, first_blkid, blocks } => {
                 blocks.iter().enumerate().try_for_each(|(i, b)| {
@@ -542,7 +546,7 @@ impl Spa {
             ItxKind::SetBonus { object, bonustype, data } => {
                 self.set_bonus(fs, *object, *bonustype, data)
             }
-        };
+        }
     }
 
     /// Read `len` bytes at `offset` of `object` in a head or snapshot.

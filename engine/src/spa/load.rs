@@ -90,10 +90,16 @@ impl Spa {
         }
         self.replaying = true;
         for (fs, ops) in &replay {
+            let mut done = 0;
             for op in ops {
-                self.replay_op(fs, op);
+                if let Err(e) = self.replay_op(fs, op) {
+                    let why = format!("op {} of {}: {e}", done + 1, ops.len());
+                    self.import_report.replay_errors.insert(fs.clone(), why);
+                    break;
+                }
+                done += 1;
             }
-            self.import_report.replayed.insert(fs.clone(), ops.len());
+            self.import_report.replayed.insert(fs.clone(), done);
         }
         self.replaying = false;
         self.force_sync = true;

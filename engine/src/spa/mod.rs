@@ -105,6 +105,9 @@ pub struct ImportReport {
     pub replayed: std::collections::BTreeMap<String, usize>,
     /// Newer uberblocks passed over, with the reason their trees did not verify.
     pub rejected: Vec<(u64, String)>,
+    /// Filesystems whose replay stopped at an operation that failed (a damaged block it had
+    /// to read), with the error: their later logged operations are lost, and said so here.
+    pub replay_errors: std::collections::BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Spa {
