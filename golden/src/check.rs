@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use engine::dmu::Objset;
+use engine::limits::DNODES_PER_BLOCK;
 use engine::stream::dump::{dump, DumpOptions};
 use engine::stream::record::{
     DdtKey, DrrBegin, DrrEnd, DrrFree, DrrObject, DrrWrite, DMU_OBJECT_END,
@@ -15,9 +16,6 @@ use engine::stream::{Record, StreamError, StreamReader};
 use engine::Spa;
 
 use crate::{short_name, GoldenError};
-
-/// Dnode slots per dnode block (DNODES_PER_BLOCK).
-const DNODES_PER_BLOCK: u64 = 32;
 
 /// Every record of `stream`, checksums verified (the kernel's rules).
 ///

@@ -231,7 +231,7 @@ pub fn run_checked(spa: &mut Spa, model: &mut Model, ops: &[Op]) -> Result<(), R
     for (index, op) in ops.iter().enumerate() {
         let fail = |divergence| RunFailure { index, op: op.clone(), divergence };
         op.apply(spa, model).map_err(fail)?;
-        if !syncs(op) {
+        if !op.syncs() {
             check_heads(spa, model).map_err(fail)?;
             continue;
         }
@@ -242,18 +242,4 @@ pub fn run_checked(spa: &mut Spa, model: &mut Model, ops: &[Op]) -> Result<(), R
         }
     }
     Ok(())
-}
-
-fn syncs(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Sync
-            | Op::SyncStep { .. }
-            | Op::ExportImport
-            | Op::Snapshot { .. }
-            | Op::SnapshotDestroy { .. }
-            | Op::Rollback { .. }
-            | Op::DatasetCreate { .. }
-            | Op::DatasetDestroy { .. }
-    )
 }

@@ -322,6 +322,23 @@ impl Op {
         self.apply_checked(spa, model).map(|_| ())
     }
 
+    /// True for ops that sync the pool (so snapshot contents may have changed, or everything
+    /// was re-read from disk): sync, sync steps, export/import and the DSL ops.
+    #[must_use]
+    pub fn syncs(&self) -> bool {
+        matches!(
+            self,
+            Self::Sync
+                | Self::SyncStep { .. }
+                | Self::ExportImport
+                | Self::Snapshot { .. }
+                | Self::SnapshotDestroy { .. }
+                | Self::Rollback { .. }
+                | Self::DatasetCreate { .. }
+                | Self::DatasetDestroy { .. }
+        )
+    }
+
     /// The filesystem whose intent log records this op once it succeeds (the engine logs
     /// object create/claim/reclaim/free, set_bonus, non-empty writes and frees), resolved
     /// against `model` as `apply` resolves it. `None` for ops the log never holds.

@@ -9,6 +9,7 @@
 
 use engine::dmu::recv::RecvOptions;
 use engine::dmu::send::SendOptions;
+use engine::limits::DNODES_PER_BLOCK;
 use engine::{MemoryDevice, Spa, SpaConfig};
 use golden::check::{decode, summary, StreamSummary};
 use oracle::{manifest_of_model_trimmed, manifest_trimmed, random_ops, GenConfig, Model, Op};
@@ -16,8 +17,6 @@ use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 
 const OPS_MAX: usize = 40;
 const CASES: u64 = 24;
-/// Dnodes per 16 KiB dnode block.
-const DNODES_PER_BLOCK: u64 = 32;
 const THOROUGH_CASES: u64 = 1000;
 
 #[derive(Clone, Debug)]

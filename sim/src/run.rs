@@ -643,7 +643,7 @@ impl World {
             Applied::Violation(m) => return Err(m),
         }
         self.reconcile()?;
-        self.check_pool(changes_snapshots(op))
+        self.check_pool(op.syncs())
     }
 
     /// Run `op` on engine and model. Pool-level ops (sync, sync steps, export/import) are
@@ -776,6 +776,8 @@ impl World {
         let rejected = parenthesized("newer txgs rejected:", rejected);
         let failed = report.replay_errors.iter().map(|(fs, e)| format!(" {fs}: {e};"));
         let failed = parenthesized("replay stopped (detected):", failed);
+        let discarded = report.log_discarded.iter().map(|(fs, n)| format!(" {fs}: {n}"));
+        let failed = failed + &parenthesized("rewound, logged ops discarded:", discarded);
         self.report.detections += report.replay_errors.len() as u64;
         let txg = report.loaded_txg;
         self.trace.at(at, &format!("imported txg {txg}{replayed}{rejected}{failed}"));
@@ -1041,10 +1043,11 @@ impl World {
                 Err(e) => errors.push(format!("[{}] {e}", replay.candidate.what)),
             }
         }
-        // Logged ops of txgs up to the last commit are not kept: a replay on top of an older
-        // txg (a rewind past damaged newer ones) has no known model.
-        let rewound = loaded < self.committed_txg || !report.rejected.is_empty();
-        let replay_unknown = rewound && report.replayed.values().any(|&n| n > 0);
+        // Damage beyond the budget can remove every copy of the newest uberblocks, so the
+        // engine takes an older txg for the newest and replays a log trimmed against a later
+        // commit (a state that never existed); no model of that is kept.
+        let replay_unknown =
+            loaded < self.committed_txg && report.replayed.values().any(|&n| n > 0);
         if self.profile == Profile::Unrestricted
             && (!self.history.contains_key(&loaded) || replay_unknown)
         {
@@ -1178,21 +1181,6 @@ fn parenthesized(what: &str, items: impl Iterator<Item = String>) -> String {
     } else {
         format!(" ({what}{items})")
     }
-}
-
-/// Ops after which snapshot contents may have changed (or everything was re-read from disk).
-fn changes_snapshots(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Sync
-            | Op::SyncStep { .. }
-            | Op::ExportImport
-            | Op::Snapshot { .. }
-            | Op::SnapshotDestroy { .. }
-            | Op::Rollback { .. }
-            | Op::DatasetCreate { .. }
-            | Op::DatasetDestroy { .. }
-    )
 }
 
 /// Conformance under injected damage: wrong bytes are violations, read errors detections.

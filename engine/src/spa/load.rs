@@ -4,8 +4,9 @@
 //! every dataset and snapshot is read and checksummed while claiming space, so a candidate
 //! with a torn, lost or misdirected metadata block is rejected and the previous one tried.
 //! Data blocks are not read: damage there is reported as an error when read (ZFS does the
-//! same by default). Nothing is written unless the pool was rewound (then one txg is synced
-//! at once so the newer, abandoned uberblocks can never win a later import).
+//! same by default). Nothing is written unless intent logs are replayed or the pool was
+//! rewound (then one txg is synced at once, so that the newer, abandoned uberblocks can never
+//! win a later import; a rewound import discards the logs instead of replaying them).
 
 use std::collections::BTreeMap;
 
@@ -128,9 +129,17 @@ impl Spa {
             match load_candidate(&mut zio, ub, &label) {
                 Ok(mut loaded) => {
                     let rewound = ub.txg < newest_seen;
-                    let replay = std::mem::take(&mut loaded.replay);
+                    let mut replay = std::mem::take(&mut loaded.replay);
                     let mut spa = Self::assemble(zio, label, loaded, ub, newest_seen, rewound, cfg);
                     spa.import_report.rejected = rejected;
+                    if rewound {
+                        // The logs were trimmed against a newer commit: the changes of its
+                        // txgs that were never fsynced are in no log, so a replay on top of
+                        // this older txg would give a state that never existed. Discarded,
+                        // as a rewind (zpool import -F/-T) discards the intent log.
+                        spa.import_report.log_discarded =
+                            replay.drain(..).map(|(fs, ops)| (fs, ops.len())).collect();
+                    }
                     spa.zil_replay(replay)?;
                     return Ok(spa);
                 }

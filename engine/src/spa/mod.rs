@@ -108,6 +108,9 @@ pub struct ImportReport {
     /// Filesystems whose replay stopped at an operation that failed (a damaged block it had
     /// to read), with the error: their later logged operations are lost, and said so here.
     pub replay_errors: std::collections::BTreeMap<String, String>,
+    /// Logged operations not replayed because the import rewound past newer txgs (their
+    /// logs may lack changes that only those txgs held), per filesystem.
+    pub log_discarded: std::collections::BTreeMap<String, usize>,
 }
 
 impl std::fmt::Debug for Spa {
