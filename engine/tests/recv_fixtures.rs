@@ -1,8 +1,7 @@
-//! Receive the real OpenZFS streams of shared/zfs-real-streams and compare each received
+//! Receive the real OpenZFS streams of golden/fixtures/openzfs and compare each received
 //! snapshot with OpenZFS's own manifest (v1 format, comment lines ignored); then re-send
 //! what was received and check the re-sent stream receives to the same manifest.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use engine::dmu::recv::RecvOptions;
@@ -11,14 +10,11 @@ use engine::{MemoryDevice, Spa, SpaConfig};
 use sha2::{Digest, Sha256};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/zfs-real-streams")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../golden/fixtures/openzfs")
 }
 
 fn hex(d: &[u8]) -> String {
-    d.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    hex::encode(d)
 }
 
 /// The v1 manifest lines of snapshot `snap` (no comment lines).

@@ -1,4 +1,4 @@
-//! The real OpenZFS streams in shared/zfs-real-streams against our stream layer: `dump -v`
+//! The real OpenZFS streams in golden/fixtures/openzfs against our stream layer: `dump -v`
 //! must print byte for byte what OpenZFS's own `zstream dump -v` printed, StreamReader must
 //! accept every stream, rechecksum must be the identity on them, and the embedded LZ4 blocks
 //! must decompress to the manifest's contents.
@@ -11,7 +11,7 @@ use engine::stream::record::{rechecksum, Record, StreamReader};
 use engine::zio::checksum::sha256;
 use engine::zio::compress::lz4_decompress;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/zfs-real-streams");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../golden/fixtures/openzfs");
 
 /// Every `*.zstream` under the fixture folders, sorted.
 fn streams() -> Vec<PathBuf> {

@@ -1,6 +1,6 @@
 //! The golden scenario catalog: named, deterministic pool histories whose send streams are
 //! snapshotted (`tests/dump.rs`), round-tripped (`tests/roundtrip.rs`) and written out by
-//! `zsim gen SCENARIO OUTDIR` in the layout of `shared/zfs-real-streams/`.
+//! `zsim gen SCENARIO OUTDIR` in the layout of `golden/fixtures/openzfs/`.
 //! OpenZFS counterpart: the rsend/zstream test suites (tests/zfs-tests/tests/functional).
 //! Calls only the engine's public API (`Spa`, `Spa::send`, `stream`); sim calls into it.
 //! Invariants: a scenario is a pure function of its name (fixed guid seed and clock), so its
@@ -16,7 +16,6 @@
 pub mod check;
 mod scenarios;
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use engine::dmu::send::{SendError, SendOptions};
@@ -226,13 +225,10 @@ pub fn send(
 }
 
 fn hex(digest: &[u8]) -> String {
-    digest.iter().fold(String::with_capacity(2 * digest.len()), |mut s, b| {
-        write!(s, "{b:02x}").expect("writing to a String cannot fail");
-        s
-    })
+    hex::encode(digest)
 }
 
-/// The v1 manifest line of one object (`shared/zfs-real-streams/README.md`), no newline.
+/// The v1 manifest line of one object (`golden/fixtures/openzfs/README.md`), no newline.
 ///
 /// # Errors
 /// Read errors.

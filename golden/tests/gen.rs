@@ -1,5 +1,5 @@
 //! The `zsim gen SCENARIO OUTDIR` contract (design.md): the five files in the layout of
-//! `shared/zfs-real-streams/`, extra files for multi-snapshot scenarios, receivable to their
+//! `golden/fixtures/openzfs/`, extra files for multi-snapshot scenarios, receivable to their
 //! own manifests; and determinism (design.md property 6): a scenario is a pure function of
 //! its name, so two builds send byte-identical streams.
 

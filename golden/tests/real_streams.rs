@@ -1,4 +1,4 @@
-//! The real OpenZFS 2.3.2 streams of `shared/zfs-real-streams/` against this project: each
+//! The real OpenZFS 2.3.2 streams of `golden/fixtures/openzfs/` against this project: each
 //! folder receives to its manifests (full + incremental, and full-after alone); our dump of
 //! every stream is OpenZFS's `zstream dump -v` text byte for byte; what we re-send after
 //! receiving says the same as what OpenZFS sent; and the golden scenarios that mirror a
@@ -16,7 +16,7 @@ const FOLDERS: [&str; 5] = ["basic", "basic-ec", "holes", "truncate", "freeobjec
 const STREAMS: [&str; 3] = ["full-before", "incr-before-after", "full-after"];
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/zfs-real-streams")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/openzfs")
 }
 
 fn read(folder: &str, file: &str) -> Vec<u8> {

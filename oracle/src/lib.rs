@@ -1,13 +1,13 @@
 //! The test oracle: a reference model of the pool and the checkers that hold the engine to
 //! it. OpenZFS counterparts: ztest (random operations checked as they run) and zdb (pool
-//! consistency). See /work/shared/docs/design.md, "Properties the oracle checks".
+//! consistency). See docs/design.md, "Properties the oracle checks".
 //!
 //! - `model`: the pool as BTreeMaps, same API shape as `engine::Spa`; error kinds.
 //! - `op`: the single `Op` vocabulary, applied to engine and model side by side; a seeded
 //!   generator of op lists.
 //! - `conformance`: property 1, engine (head and every snapshot) equals model; `run_checked`.
 //! - `integrity`: property 5, zdb-like block walk, space and birth-txg checks.
-//! - `manifest`: the v1 manifest of `../zfs-real-streams/README.md`, engine and model.
+//! - `manifest`: the v1 manifest of `golden/fixtures/openzfs/README.md`, engine and model.
 //!
 //! The oracle uses only the engine's public API and never changes a pool except through it.
 //!

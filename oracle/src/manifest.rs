@@ -1,11 +1,9 @@
-//! The v1 manifest of a snapshot (../zfs-real-streams/README.md, "Manifest format (v1)"):
+//! The v1 manifest of a snapshot (golden/fixtures/openzfs/README.md, "Manifest format (v1)"):
 //! one line per object with its attributes and the SHA-256 of its contents and bonus.
 //! OpenZFS counterpart: none; the fixtures' manifests were made from OpenZFS pools by the
 //! same rules. Used by golden (real-stream comparisons), sim (`zsim recv`, `zsim gen`) and
 //! round-trip tests; reads through the public `Spa` API or the model. Invariants: size =
 //! (maxblkid + 1) * bs; holes hash as zeros; lines ascend by object.
-
-use std::fmt::Write as _;
 
 use engine::{DmuError, Spa};
 use sha2::{Digest, Sha256};
@@ -62,11 +60,7 @@ impl ManifestLine {
 }
 
 fn hex(digest: &[u8]) -> String {
-    let mut s = String::with_capacity(2 * digest.len());
-    for b in digest {
-        write!(s, "{b:02x}").expect("writing to a String cannot fail");
-    }
-    s
+    hex::encode(digest)
 }
 
 /// SHA-256 of `bytes`, lowercase hex.

@@ -12,7 +12,7 @@ use oracle::op::{export_import, pattern};
 use oracle::{conformance, random_ops, run_checked, GenConfig, Model};
 
 const FS: &str = "tank";
-const FIXTURES: &str = "/work/shared/zfs-real-streams";
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../golden/fixtures/openzfs");
 
 fn fresh() -> (Spa, Model) {
     let dev = Box::new(MemoryDevice::new(64 << 20));

@@ -7,7 +7,7 @@ use oracle::manifest::{manifest, manifest_of_model, parse_manifest, ManifestLine
 use oracle::model::{ErrKind, Model, MODEL_MAX_OFFSET, MODEL_OBJECT_END};
 
 const FS: &str = "tank";
-const FIXTURES: &str = "/work/shared/zfs-real-streams";
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../golden/fixtures/openzfs");
 
 fn file_spec(blksz: u32) -> ObjectSpec {
     ObjectSpec::new(19, blksz, 26, 32)

@@ -4,9 +4,8 @@
 //! share of seeds runs twice and must give the same trace hash (property 6).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use crate::fault::Profile;
 use crate::run::{run_seed, SeedReport, SimConfig};
 
 /// Default share of seeds run twice for the determinism check, in percent.
@@ -29,8 +28,30 @@ pub struct JobConfig {
     pub sim: SimConfig,
 }
 
-/// Totals of a job.
-#[derive(Clone, Debug, Default)]
+/// Most seeds one `zsim run` takes (`--seeds`): seeds are iterated lazily, so the limit is
+/// about run time (about 10^9 seeds is years of a core), not memory.
+pub const SEEDS_MAX: u64 = 1_000_000_000;
+
+/// Failures listed one by one in a summary; past this only `failures_unlisted` grows, so a
+/// run in which every seed fails still has a bounded summary.
+pub const FAILURES_LISTED_MAX: usize = 10_000;
+
+/// One failing seed, with what it takes to reproduce it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Failure {
+    /// The seed.
+    pub seed: u64,
+    /// Its trace hash (a followed reproducer prints the same).
+    pub trace_hash: String,
+    /// The first violation.
+    pub failure: String,
+    /// The command that reruns it (`reproducer`).
+    pub reproducer: String,
+}
+
+/// Totals of a job. Every counter is a sum over seeds, so the totals do not depend on the
+/// order in which threads finish.
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Summary {
     /// Seeds run.
     pub seeds: u64,
@@ -46,26 +67,30 @@ pub struct Summary {
     pub txgs: u64,
     /// Re-imports after a suspended pool.
     pub recoveries: u64,
-    /// Faults injected.
-    pub faults: u64,
-    /// Detected faults (errors instead of data).
-    pub detections: u64,
+    /// Faults the simulated disk injected (damaged sectors, failed I/Os, torn writes...).
+    pub faults_injected: u64,
+    /// Errors the engine returned because of injected damage (a read that failed its
+    /// checksum, a write the disk refused). One damaged block read many times counts many
+    /// times, so this is usually larger than `faults_injected`.
+    pub damage_errors: u64,
     /// Fsyncs that returned.
     pub fsyncs: u64,
     /// Imports that replayed intent-log operations.
     pub log_replays: u64,
     /// Intent-log operations replayed.
     pub ops_replayed: u64,
-    /// Checks made.
+    /// Oracle checks made (conformance, integrity, durability).
     pub checks: u64,
     /// Seeds re-run for determinism.
     pub determinism_checked: u64,
-    /// Failing seeds, with their first violation.
-    pub failures: Vec<(u64, String)>,
+    /// Failing seeds in seed order, at most `FAILURES_LISTED_MAX`.
+    pub failures: Vec<Failure>,
+    /// Failing seeds past `FAILURES_LISTED_MAX`, not listed.
+    pub failures_unlisted: u64,
 }
 
 impl Summary {
-    fn add(&mut self, r: &SeedReport) {
+    fn add(&mut self, r: &SeedReport, sim: &SimConfig) {
         self.seeds += 1;
         self.ops += r.ops;
         self.ops_while_syncing += r.ops_while_syncing;
@@ -73,24 +98,84 @@ impl Summary {
         self.crashes_mid_sync += r.crashes_mid_sync;
         self.txgs += r.txgs;
         self.recoveries += r.recoveries;
-        self.faults += r.faults;
-        self.detections += r.detections;
+        self.faults_injected += r.faults;
+        self.damage_errors += r.detections;
         self.fsyncs += r.fsyncs;
         self.log_replays += r.log_replays;
         self.ops_replayed += r.ops_replayed;
         self.checks += r.checks;
         if let Some(f) = &r.failure {
-            self.failures.push((r.seed, f.clone()));
+            self.failures.push(Failure {
+                seed: r.seed,
+                trace_hash: r.trace_hash.clone(),
+                failure: f.clone(),
+                reproducer: reproducer(r.seed, sim),
+            });
+            // Keep the lowest seeds: the listed set does not depend on thread timing.
+            if self.failures.len() > FAILURES_LISTED_MAX {
+                self.failures.sort_by_key(|f| f.seed);
+                self.failures.pop();
+                self.failures_unlisted += 1;
+            }
         }
+    }
+
+    /// Failing seeds, listed or not.
+    #[must_use]
+    pub fn failing(&self) -> u64 {
+        self.failures.len() as u64 + self.failures_unlisted
     }
 }
 
-/// The seeds of this shard, in order.
+/// The seeds of one shard: `start..start+seeds` filtered by `seed % n == i`, computed on
+/// demand (never materialized).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardSeeds {
+    first: u64,
+    count: u64,
+    step: u64,
+}
+
+impl ShardSeeds {
+    /// How many seeds.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// True if the shard holds no seed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The `k`-th seed, if `k < len()`.
+    #[must_use]
+    pub fn get(&self, k: u64) -> Option<u64> {
+        (k < self.count).then(|| self.first + k * self.step)
+    }
+}
+
+impl IntoIterator for ShardSeeds {
+    type Item = u64;
+    type IntoIter = std::iter::Map<std::ops::Range<u64>, Box<dyn Fn(u64) -> u64>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let f: Box<dyn Fn(u64) -> u64> = Box::new(move |k| self.first + k * self.step);
+        (0..self.count).map(f)
+    }
+}
+
+/// The seeds of this shard.
 #[must_use]
-pub fn shard_seeds(cfg: &JobConfig) -> Vec<u64> {
+pub fn shard_seeds(cfg: &JobConfig) -> ShardSeeds {
     let (i, n) = cfg.shard;
     assert!(n >= 1 && i < n, "bad shard {i}/{n}");
-    (cfg.start..cfg.start.saturating_add(cfg.seeds)).filter(|s| s % n == i).collect()
+    let end = cfg.start.saturating_add(cfg.seeds);
+    // The first seed >= start with seed % n == i.
+    let first = cfg.start + (i + n - cfg.start % n) % n;
+    let count = if first >= end { 0 } else { (end - first).div_ceil(n) };
+    ShardSeeds { first, count, step: n }
 }
 
 /// True if `seed` is one of the share re-run for determinism (a fixed hash, not random).
@@ -116,35 +201,32 @@ fn one(seed: u64, cfg: &JobConfig, det: &AtomicU64) -> SeedReport {
 }
 
 /// Run every seed of the shard on `cfg.jobs` threads; `tick` is called after each seed.
+/// Memory stays flat in the number of seeds: reports are summed as they arrive.
 #[must_use]
 pub fn run_job(cfg: &JobConfig, tick: &(dyn Fn(&SeedReport) + Sync)) -> Summary {
     let seeds = shard_seeds(cfg);
     let next = AtomicU64::new(0);
     let det = AtomicU64::new(0);
-    let reports = Arc::new(Mutex::new(Vec::with_capacity(seeds.len())));
+    let summary = Mutex::new(Summary::default());
     std::thread::scope(|scope| {
         for _ in 0..cfg.jobs.max(1) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&seed) = seeds.get(usize::try_from(i).expect("fits")) else { break };
-                let r = one(seed, cfg, &det);
-                tick(&r);
-                reports.lock().expect("no poisoned lock").push(r);
+            scope.spawn(|| {
+                while let Some(seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let r = one(seed, cfg, &det);
+                    tick(&r);
+                    summary.lock().expect("no poisoned lock").add(&r, &cfg.sim);
+                }
             });
         }
     });
-    let mut reports = std::mem::take(&mut *reports.lock().expect("no poisoned lock"));
-    reports.sort_by_key(|r| r.seed);
-    let mut s = Summary::default();
-    for r in &reports {
-        s.add(r);
-    }
+    let mut s = summary.into_inner().expect("no poisoned lock");
+    s.failures.sort_by_key(|f| f.seed);
     s.determinism_checked = det.load(Ordering::Relaxed);
     s
 }
 
-/// The one-line reproducer of a failing seed.
+/// The one-line reproducer of a failing seed: every option that changes the run.
 #[must_use]
-pub fn reproducer(seed: u64, profile: Profile) -> String {
-    format!("zsim replay --seed {seed} --profile {profile}")
+pub fn reproducer(seed: u64, sim: &SimConfig) -> String {
+    format!("zsim replay --seed {seed} --profile {} --ops {}", sim.profile, sim.ops_per_seed)
 }

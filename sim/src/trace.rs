@@ -4,7 +4,6 @@
 //! 6); `zsim replay` prints the lines. Written by run.rs only; nothing here reads the engine.
 
 use sha2::{Digest, Sha256};
-use std::fmt::Write as _;
 use std::time::Duration;
 
 /// Where an operation ran: who, when, and the txg state it saw.
@@ -99,11 +98,7 @@ impl Trace {
     /// Hex SHA-256 of everything noted.
     #[must_use]
     pub fn hash(&self) -> String {
-        let d = self.hasher.clone().finalize();
-        d.iter().fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+        hex::encode(self.hasher.clone().finalize())
     }
 }
 

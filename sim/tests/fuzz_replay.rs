@@ -86,7 +86,7 @@ fn replay(target: &str, harness: fn(&[u8]), corpus_max: usize) {
             Ok(false) => panic!("{target}: {} fails (reproduce: {reproduce})", path.display()),
             Err(_) => panic!(
                 "{target}: {} did not finish in {REPLAY_INPUT_TIMEOUT:?} (reproduce: \
-                 FUZZ_KNOWN_BUGS=1 {reproduce})",
+                 {reproduce})",
                 path.display()
             ),
         }
@@ -159,7 +159,7 @@ fn golden_seeds(recv: &Path, base: &Path) {
 
 /// The real OpenZFS streams, as seeds and (their full `@before`) as bases.
 fn real_seeds(recv: &Path, base: &Path) {
-    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/zfs-real-streams");
+    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../golden/fixtures/openzfs");
     for dir in dirs(&real) {
         let name = dir.file_name().expect("named").to_string_lossy().into_owned();
         for f in files(&dir).into_iter().filter(|p| p.extension().is_some_and(|x| x == "zstream")) {

@@ -56,12 +56,44 @@ pub fn dump(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> io::Result<i32> {
+    Ok(dump_checked(input, opts, out, err)?.status)
+}
+
+/// What a dump saw besides its text: zstream's exit status, and the damage zstream prints
+/// but does not count in its status (`zsim dump --strict` turns that into a failure).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DumpOutcome {
+    /// The exit status zstream would return.
+    pub status: i32,
+    /// Record-header and END checksums that did not match (0 with `-C`).
+    pub checksum_errors: u64,
+    /// The input ended inside a record, or after a record other than END.
+    pub truncated: bool,
+}
+
+/// `dump`, also returning the damage seen.
+///
+/// # Errors
+/// Only if writing to `out`/`err` fails.
+pub fn dump_checked(
+    input: &mut dyn Read,
+    opts: &DumpOptions,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<DumpOutcome> {
     let mut d = Dumper::new(input, opts, out, err);
-    if let Some(status) = d.run()? {
-        return Ok(status);
-    }
-    d.summary()?;
-    Ok(0)
+    let status = match d.run()? {
+        Some(status) => status,
+        None => {
+            d.summary()?;
+            0
+        }
+    };
+    Ok(DumpOutcome {
+        status,
+        checksum_errors: d.checksum_errors,
+        truncated: d.short_read || !d.last_was_end,
+    })
 }
 
 struct Dumper<'a> {
@@ -82,6 +114,12 @@ struct Dumper<'a> {
     total_payload_size: u64,
     total_overhead_size: u64,
     buf: Vec<u8>,
+    /// Checksum mismatches seen (record headers and END).
+    checksum_errors: u64,
+    /// A read ended part way through a header or payload.
+    short_read: bool,
+    /// The last record read was an END.
+    last_was_end: bool,
 }
 
 impl<'a> Dumper<'a> {
@@ -109,6 +147,9 @@ impl<'a> Dumper<'a> {
             total_payload_size: 0,
             total_overhead_size: 0,
             buf: Vec::new(),
+            checksum_errors: 0,
+            short_read: false,
+            last_was_end: false,
         }
     }
 
@@ -125,6 +166,7 @@ impl<'a> Dumper<'a> {
     fn ssread_into(&mut self, dst: &mut [u8]) -> bool {
         let got = read_full(self.input, dst).unwrap_or(0);
         if dst.is_empty() || got < dst.len() {
+            self.short_read |= got > 0;
             return false;
         }
         if self.do_cksum {
@@ -154,6 +196,7 @@ impl<'a> Dumper<'a> {
             let r = read_full(self.input, &mut buf[got..got + step]).unwrap_or(0);
             got += r;
             if r < step {
+                self.short_read = true;
                 break;
             }
         }
@@ -179,6 +222,7 @@ impl<'a> Dumper<'a> {
         while left > 0 {
             let n = left.min(DISCARD_CHUNK_BYTES as u64) as usize;
             if read_full(self.input, &mut chunk[..n]).unwrap_or(0) < n {
+                self.short_read = true;
                 return;
             }
             if self.do_cksum {
@@ -198,11 +242,14 @@ impl<'a> Dumper<'a> {
         }
         let saved = self.zc.finish();
         if !self.ssread_into(&mut hdr[DRR_CHECKSUM_OFFSET..]) {
+            // The first part of the header was there: the rest is missing.
+            self.short_read = true;
             return Ok(None);
         }
         // §2.4: compared as host words, never byteswapped (the 2.3 bug, #12854).
         let stored = stored_checksum(&hdr);
         if self.do_cksum && stored != [0; 4] && stored != saved {
+            self.checksum_errors += 1;
             self.err.write_all(b"invalid checksum\n")?;
             writeln!(self.out, "Incorrect checksum in record header.")?;
             writeln!(self.out, "Expected checksum = {}", cksum_text(&saved))?;
@@ -242,6 +289,7 @@ impl<'a> Dumper<'a> {
             self.total_records += 1;
             let payloadlen = order.u32([hdr[4], hdr[5], hdr[6], hdr[7]]);
             let payload_size = self.record(&hdr, &dec.record, payloadlen)?;
+            self.last_was_end = matches!(dec.record, Record::End(_));
             if drr_type != DRR_BEGIN && self.very_verbose {
                 writeln!(self.out, "    checksum = {}", cksum_text(&stored_checksum(&hdr)))?;
             }
@@ -264,6 +312,7 @@ impl<'a> Dumper<'a> {
             Record::Begin { drr, .. } => self.begin(hdr, drr, payloadlen),
             Record::End(end) => {
                 if self.do_cksum && end.checksum != self.pcksum {
+                    self.checksum_errors += 1;
                     writeln!(self.out, "Expected checksum differs from checksum in stream.")?;
                     writeln!(self.out, "Expected checksum = {}", cksum_text(&self.pcksum))?;
                 }
@@ -513,7 +562,7 @@ fn cksum_text(c: &ZioCksum) -> String {
 
 /// `sprintf_bytes`: lowercase hex, two digits per byte.
 fn hex_bytes(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 /// The -v line of a record without payload (FREEOBJECTS, FREE, WRITE_BYREF, OBJECT_RANGE,
@@ -746,6 +795,27 @@ mod tests {
         let (out, _, _) = run(&s[..312 + 290], DumpOptions::default());
         assert!(out.ends_with("\tTotal stream length = 592 (0x250)\n"), "{out}");
         assert!(out.contains("\tTotal records = 1\n"), "{out}");
+    }
+
+    #[test]
+    fn outcome_reports_checksum_errors_and_truncation() {
+        let outcome = |s: &[u8], opts: DumpOptions| {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            dump_checked(&mut &s[..], &opts, &mut out, &mut err).expect("writes to memory")
+        };
+        let s = spec_stream(ByteOrder::Little);
+        let clean = DumpOutcome { status: 0, checksum_errors: 0, truncated: false };
+        assert_eq!(outcome(&s, VV), clean);
+        // Cut inside a payload, inside a header, and exactly between records.
+        for cut in [4 * 312 + 1000, 312 + 290, 4 * 312] {
+            let o = outcome(&s[..cut], VV);
+            assert_eq!((o.status, o.checksum_errors, o.truncated), (0, 0, true), "cut {cut}");
+        }
+        let mut bad = s.clone();
+        bad[312 + 100] ^= 0x40;
+        assert_eq!(outcome(&bad, VV).checksum_errors, 1);
+        // -C compares nothing, so it sees no checksum error.
+        assert_eq!(outcome(&bad, DumpOptions { no_checksum: true, ..VV }).checksum_errors, 0);
     }
 
     #[test]

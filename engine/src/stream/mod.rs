@@ -1,5 +1,5 @@
 //! The OpenZFS send-stream wire format: records, checksums, nvlists, and `zstream dump` text.
-//! Spec: `shared/docs/zfs-send-stream.md`. Used by dmu::send (writer), dmu::recv (reader) and
+//! Spec: `docs/zfs-send-stream.md`. Used by dmu::send (writer), dmu::recv (reader) and
 //! `zsim dump`. Knows nothing of pools or datasets.
 //! record: `dmu_replay_record_t`, StreamWriter / StreamReader, rechecksum (§1-2);
 //! nvlist: packed BEGIN payloads (§1.6); dump: `zstream dump` output (§5);

@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn fixture_bonus_is_the_openzfs_fixtures_bonus() {
-        // shared/zfs-real-streams/basic: object 2's bonus at generations 1 and 2.
+        // golden/fixtures/openzfs/basic: object 2's bonus at generations 1 and 2.
         let words = |b: Vec<u8>| -> Vec<u64> {
             b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8"))).collect()
         };

@@ -1,7 +1,7 @@
-//! Scenarios that mirror the OpenZFS fixtures (`shared/zfs-real-streams/*`, made by OpenZFS
-//! 2.3.2 with compression on) and the wiki walkthrough (`shared/seeds/`): same objects, same
-//! shapes, the fixtures' bonus and block patterns and master-node salts. `basic` reproduces
-//! its fixture's manifests byte for byte. Neighbours: mod.rs (catalog), content.rs.
+//! Scenarios that mirror the OpenZFS fixtures (`golden/fixtures/openzfs/*`, made by OpenZFS
+//! 2.3.2 with compression on) and the OpenZFS wiki's walkthrough (Documentation/ZfsSend):
+//! same objects, same shapes, the fixtures' bonus and block patterns and master-node salts.
+//! `basic` reproduces its fixture's manifests byte for byte. Neighbours: mod.rs (catalog), content.rs.
 
 use super::content::{
     fixture_bonus, fixture_file, microzap, sa_bonus, spec, OT_DIRECTORY, OT_FILE, OT_MASTER_NODE,
