@@ -4,31 +4,15 @@
 //! returns the violations it found as readable lines (empty = the stream is well formed).
 //! Reads streams through `engine::stream`; reads pools only for the meta-dnode size.
 
-use std::collections::BTreeMap;
-
 use engine::dmu::Objset;
 use engine::limits::DNODES_PER_BLOCK;
 use engine::stream::dump::{dump, DumpOptions};
-use engine::stream::record::{
-    DdtKey, DrrBegin, DrrEnd, DrrFree, DrrObject, DrrWrite, DMU_OBJECT_END,
-};
+use engine::stream::record::{DrrFree, DMU_OBJECT_END};
 use engine::stream::{Record, StreamError, StreamReader};
 use engine::Spa;
 
-use crate::{short_name, GoldenError};
-
-/// Every record of `stream`, checksums verified (the kernel's rules).
-///
-/// # Errors
-/// The first framing or checksum error.
-pub fn decode(stream: &[u8]) -> Result<Vec<Record>, StreamError> {
-    let mut reader = StreamReader::new(stream);
-    let mut out = Vec::new();
-    while let Some(rec) = reader.next_record()? {
-        out.push(rec);
-    }
-    Ok(out)
-}
+use crate::GoldenError;
+pub use oracle::resend::{decode, normalized, summary, StreamSummary};
 
 /// Byte span of one record in a stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -279,132 +263,10 @@ pub fn shape_violations(records: &[Record]) -> Vec<String> {
     c.out
 }
 
-/// `records` with what legitimately differs between two sends of the same snapshot from
-/// different pools cleared: BEGIN's dataset name, the END checksum (which covers it), and
-/// in WRITEs the fields taken from the block pointer (checksum type, dedup flag, key),
-/// which follow the receiving dataset's compression and checksum properties. Object,
-/// offset, type, sizes and data stay.
-#[must_use]
-pub fn normalized(records: &[Record]) -> Vec<Record> {
-    records
-        .iter()
-        .map(|r| match r {
-            Record::Begin { drr, payload } => {
-                let mut drr = drr.clone();
-                drr.set_toname(&format!("@{}", short_name(&drr.toname_str())));
-                Record::Begin { drr, payload: payload.clone() }
-            }
-            Record::End(e) => Record::End(DrrEnd { checksum: [0; 4], ..*e }),
-            Record::Write { drr, data } => {
-                let drr = DrrWrite { checksumtype: 0, flags: 0, key: DdtKey::default(), ..*drr };
-                Record::Write { drr, data: data.clone() }
-            }
-            other => other.clone(),
-        })
-        .collect()
-}
-
-/// Half-open ranges `[start, end)`, merged and sorted.
-fn merge(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
-    ranges.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
-    for (s, e) in ranges.into_iter().filter(|(s, e)| s < e) {
-        match out.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ => out.push((s, e)),
-        }
-    }
-    out
-}
-
-/// What a stream says, independent of how the sender's block trees were shaped: two sends
-/// of equal snapshots from pools with other indirect block sizes or tree depths (a receive
-/// uses its own defaults, as OpenZFS does) split and bound their hole FREEs differently.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StreamSummary {
-    /// BEGIN with toname reduced to `@snap`.
-    pub begin: DrrBegin,
-    /// OBJECT records with their bonus, and the object's end (its FREE-to-end offset).
-    pub objects: BTreeMap<u64, (DrrObject, Vec<u8>, u64)>,
-    /// WRITE and WRITE_EMBEDDED records (normalized as `normalized` does), by (object,
-    /// offset).
-    pub data: BTreeMap<(u64, u64), Record>,
-    /// Per object, the byte ranges FREE records cover below the object's end, merged.
-    pub holes: BTreeMap<u64, Vec<(u64, u64)>>,
-    /// Object ranges FREEOBJECTS records cover, merged.
-    pub freeobjects: Vec<(u64, u64)>,
-}
-
-impl StreamSummary {
-    /// The summary without `holes` and FREEOBJECTS: for incrementals, where which holes are
-    /// sent depends on which subtrees of the sender's trees changed (a receive rewrites the
-    /// objset block, if only for its intent-log header, so a re-send visits the meta-dnode's
-    /// never-written holes again). The views compared next to it still check every object.
-    #[must_use]
-    pub fn without_holes(mut self) -> Self {
-        self.holes.clear();
-        self.freeobjects.clear();
-        self
-    }
-}
-
-/// The `StreamSummary` of `records` (a well-formed stream: see `shape_violations`).
-#[must_use]
-pub fn summary(records: &[Record]) -> StreamSummary {
-    let records = normalized(records);
-    let mut begin = DrrBegin::default();
-    let mut objects = BTreeMap::new();
-    let mut data = BTreeMap::new();
-    let mut frees: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
-    let mut freeobjects = Vec::new();
-    for rec in records {
-        match rec {
-            Record::Begin { drr, .. } => begin = drr,
-            Record::Object { drr, bonus } => {
-                objects.insert(drr.object, (drr, bonus, u64::MAX));
-            }
-            Record::Free(f) if f.length == DMU_OBJECT_END => {
-                if let Some(o) = objects.get_mut(&f.object) {
-                    o.2 = o.2.min(f.offset);
-                }
-            }
-            Record::Free(f) => {
-                let end = f.offset.saturating_add(f.length);
-                frees.entry(f.object).or_default().push((f.offset, end));
-            }
-            Record::FreeObjects(f) => {
-                freeobjects.push((f.firstobj, f.firstobj.saturating_add(f.numobjs)));
-            }
-            Record::Write { ref drr, .. } => {
-                data.insert((drr.object, drr.offset), rec.clone());
-            }
-            Record::WriteEmbedded { ref drr, .. } => {
-                data.insert((drr.object, drr.offset), rec.clone());
-            }
-            _ => {}
-        }
-    }
-    let holes = frees
-        .into_iter()
-        .map(|(obj, ranges)| {
-            let end = objects.get(&obj).map_or(u64::MAX, |o| o.2);
-            let clipped = ranges.into_iter().map(|(s, e)| (s.min(end), e.min(end))).collect();
-            (obj, merge(clipped))
-        })
-        .filter(|(_, r)| !r.is_empty())
-        .collect();
-    StreamSummary { begin, objects, data, holes, freeobjects: merge(freeobjects) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn merge_joins_overlapping_and_adjacent_ranges() {
-        assert_eq!(merge(vec![(5, 7), (0, 2), (2, 3), (6, 9), (4, 4)]), vec![(0, 3), (5, 9)]);
-        assert_eq!(merge(Vec::new()), Vec::<(u64, u64)>::new());
-    }
+    use engine::stream::record::{DrrBegin, DrrEnd, DrrObject};
 
     #[test]
     fn shape_check_reports_unmerged_and_out_of_order_records() {

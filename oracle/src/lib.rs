@@ -18,7 +18,7 @@
 //! let dev = Box::new(MemoryDevice::new(64 << 20));
 //! let mut spa = Spa::create(dev, "tank", SpaConfig::default()).expect("create");
 //! let mut model = Model::new("tank");
-//! let cfg = GenConfig { write_len_max: 4096, sparse: false, export_import: true, fsync: true };
+//! let cfg = GenConfig { write_len_max: 4096, sparse: false, ..GenConfig::default() };
 //! let ops = random_ops(7, 10, &cfg);
 //! run_checked(&mut spa, &mut model, &ops).expect("engine conforms");
 //! ```
@@ -28,6 +28,8 @@ pub mod integrity;
 pub mod manifest;
 pub mod model;
 pub mod op;
+pub mod replica;
+pub mod resend;
 
 pub use conformance::{run_checked, RunFailure};
 pub use integrity::{IntegrityError, IntegrityReport, Problem};

@@ -137,6 +137,19 @@ pub enum Op {
     SyncStep { steps: u8 },
     /// `export` then `import` of the same device.
     ExportImport,
+    /// `send` of a snapshot, received into another filesystem (`replica::send_recv`): the
+    /// same pool's `pool/r-<source>` here, a second pool's where the runner has one and
+    /// `SEND_FLAG_REMOTE` is set.
+    SendRecv {
+        /// The snapshot sent (`Target::Snap`; anything else names a missing snapshot).
+        snap: Target,
+        /// 0: full; `SEND_FROM_TARGET_NEWEST`; k: the k-th older snapshot of its dataset.
+        from: u8,
+        /// `replica::SEND_FLAG_*`.
+        flags: u8,
+        /// 0, or where and how the first stream is damaged (`SendRecvArgs::damage`).
+        damage: u16,
+    },
 }
 
 /// Engine and model disagree (or the engine failed where it must not).
@@ -336,6 +349,7 @@ impl Op {
                 | Self::Rollback { .. }
                 | Self::DatasetCreate { .. }
                 | Self::DatasetDestroy { .. }
+                | Self::SendRecv { .. }
         )
     }
 
@@ -378,7 +392,14 @@ impl Op {
                 spa.txg_sync().map(|_| true).map_err(|e| Divergence::new(format!("sync: {e}")))
             }
             Self::SyncStep { steps } => sync_steps(spa, *steps).map(|()| true),
-            Self::ExportImport => export_import(spa).map(|()| true),
+            Self::ExportImport => {
+                model.touch_all();
+                export_import(spa).map(|()| true)
+            }
+            Self::SendRecv { .. } => {
+                let r = self.send_recv(spa, model, crate::replica::Dest::Same, false)?;
+                Ok(r.received > 0)
+            }
             Self::Snapshot { .. }
             | Self::SnapshotDestroy { .. }
             | Self::Rollback { .. }
@@ -392,6 +413,34 @@ impl Op {
             | Self::SetBonus { .. } => self.apply_object(&what, spa, model),
             _ => self.apply_data(&what, spa, model),
         }
+    }
+
+    /// Run an `Op::SendRecv` into `dest` (`replica::send_recv`); any other op is a caller's
+    /// bug. `lenient`: disk damage is possible (its errors are detections).
+    ///
+    /// # Errors
+    /// As `replica::send_recv`.
+    ///
+    /// # Panics
+    /// If `self` is not `Op::SendRecv`.
+    pub fn send_recv(
+        &self,
+        spa: &mut Spa,
+        model: &mut Model,
+        dest: crate::replica::Dest<'_>,
+        lenient: bool,
+    ) -> Result<crate::replica::SendRecvReport, Divergence> {
+        let Self::SendRecv { snap, from, flags, damage } = self else {
+            panic!("send_recv called on {self:?}");
+        };
+        let args = crate::replica::SendRecvArgs {
+            snap,
+            from: *from,
+            flags: *flags,
+            damage: *damage,
+            lenient,
+        };
+        crate::replica::send_recv(&args, spa, model, dest)
     }
 
     fn apply_dsl(&self, what: &str, spa: &mut Spa, model: &mut Model) -> Result<bool, Divergence> {
@@ -516,11 +565,19 @@ pub struct GenConfig {
     /// Fsync ops (intent-log commits): a crash check must then accept fsynced changes past
     /// the last committed txg, as sim's durability check does (`ImportReport::replayed`).
     pub fsync: bool,
+    /// Send/receive ops (`Op::SendRecv`).
+    pub send_recv: bool,
 }
 
 impl Default for GenConfig {
     fn default() -> Self {
-        Self { write_len_max: OP_WRITE_LEN_MAX, sparse: true, export_import: true, fsync: true }
+        Self {
+            write_len_max: OP_WRITE_LEN_MAX,
+            sparse: true,
+            export_import: true,
+            fsync: true,
+            send_recv: true,
+        }
     }
 }
 
@@ -530,7 +587,10 @@ const OP_FSYNC: usize = 8;
 /// Leading ops of a list in which `ObjectAlloc` is 8 times as likely.
 const OP_ALLOC_FAVOURED: usize = 4;
 /// Relative weights of the op kinds, in `Op` declaration order.
-const OP_WEIGHTS: [u32; 18] = [36, 8, 8, 5, 10, 2, 2, 3, 6, 5, 6, 3, 3, 3, 2, 5, 4, 2];
+const OP_WEIGHTS: [u32; 19] = [36, 8, 8, 5, 10, 2, 2, 3, 6, 5, 6, 3, 3, 3, 2, 5, 4, 2, 5];
+/// Index of `ExportImport` and `SendRecv` in `OP_WEIGHTS`.
+const OP_EXPORT_IMPORT: usize = 17;
+const OP_SEND_RECV: usize = 18;
 
 /// `n` ops drawn from `seed`: a weighted mix, sizes 1 B..`write_len_max`, offsets unaligned,
 /// block-aligned, sparse and near the limits. Same seed and config, same list.
@@ -568,7 +628,10 @@ impl OpGen {
             weights[OP_FSYNC] = 0;
         }
         if !self.cfg.export_import {
-            weights[17] = 0;
+            weights[OP_EXPORT_IMPORT] = 0;
+        }
+        if !self.cfg.send_recv {
+            weights[OP_SEND_RECV] = 0;
         }
         if i < OP_ALLOC_FAVOURED {
             weights[4] *= 8;
@@ -602,8 +665,42 @@ impl OpGen {
             14 => Op::DatasetDestroy { fs },
             15 => Op::Sync,
             16 => Op::SyncStep { steps: self.rng.random_range(1..=6) },
-            _ => Op::ExportImport,
+            OP_EXPORT_IMPORT => Op::ExportImport,
+            _ => self.send_recv(),
         }
+    }
+
+    /// Mostly the usual backup step (incremental from what the target has), some full
+    /// sends, older sources and chains, seeded stream options, and a few damaged streams.
+    fn send_recv(&mut self) -> Op {
+        use crate::replica::{SEND_FLAG_BIG_ENDIAN, SEND_FLAG_COMPRESSED, SEND_FLAG_EMBED};
+        use crate::replica::{SEND_FLAG_CHAIN, SEND_FLAG_FORCE, SEND_FLAG_REMOTE};
+        use crate::replica::{SEND_FLAG_REPLACE, SEND_FROM_TARGET_NEWEST};
+        let snap = self.target(3, 95);
+        let from = match self.rng.random_range(0..100) {
+            0..30 => 0,
+            30..75 => SEND_FROM_TARGET_NEWEST,
+            _ => self.rng.random_range(1..=3),
+        };
+        let mut flags = self.rng.random_range(0..8u8); // embed, compressed, big endian
+        if flags & SEND_FLAG_BIG_ENDIAN != 0 {
+            // Known engine bug (oracle/tests/engine_bugs.rs, big_endian_embedded_payloads):
+            // a big-endian stream carries embedded and compressed payloads unswapped.
+            flags &= !(SEND_FLAG_EMBED | SEND_FLAG_COMPRESSED);
+        }
+        for (bit, pct) in [
+            (SEND_FLAG_FORCE, 20),
+            (SEND_FLAG_CHAIN, 25),
+            (SEND_FLAG_REPLACE, 40),
+            (SEND_FLAG_REMOTE, 60),
+        ] {
+            if self.rng.random_range(0..100) < pct {
+                flags |= bit;
+            }
+        }
+        let damage =
+            if self.rng.random_range(0..100) < 12 { self.rng.random::<u16>() | 1 } else { 0 };
+        Op::SendRecv { snap, from, flags, damage }
     }
 
     /// Head with `head_pct`, snapshot with `snap_pct`, else a bad name.

@@ -130,3 +130,59 @@ fn freed_space_becomes_writable_after_sync() {
     let r = spa.write("tank", o, 0, &pattern(6, 0, 128 << 10));
     assert_eq!(r, Ok(()), "after freeing {i} blocks and syncing: {freed:?}");
 }
+
+/// Bug (found by `Op::SendRecv`'s re-send check): a big-endian stream carries embedded
+/// (`-e`) and compressed (`-c`) payloads in the engine's own little-endian order, while its
+/// WRITE payloads are swapped (engine/src/dmu/send.rs `data`: only uncompressed data goes
+/// through `to_stream_order`; recv.rs swaps only uncompressed WRITEs). A big-endian host
+/// running OpenZFS sends every payload in its own order and the receiver records that order
+/// in the block pointer (`dmu_write_embedded`'s byteorder), so a real big-endian stream's
+/// embedded block of a typed object is received here unswapped. Expected: re-sending a
+/// received snapshot gives the records that were sent (here a block sent as a swapped WRITE
+/// comes back as an unswapped WRITE_EMBEDDED). Until fixed, `random_ops` never combines
+/// big-endian with `-e` or `-c`.
+#[test]
+#[ignore = "engine bug: big-endian embedded and compressed payloads are not swapped"]
+fn big_endian_embedded_payloads() {
+    use engine::dmu::recv::RecvOptions;
+    use engine::dmu::send::SendOptions;
+    use engine::stream::ByteOrder;
+    let mut spa = fresh();
+    // Object type 26 has 64-bit words: its payloads are swapped in a big-endian stream.
+    let o = spa.object_alloc("tank", &ObjectSpec::new(26, 512, 0, 32)).expect("alloc");
+    let data: Vec<u8> = (0..31_521u32).map(|i| u8::try_from(i * 7 % 251).expect("< 251")).collect();
+    spa.write("tank", o, 47_892, &data).expect("write");
+    spa.snapshot("tank@s").expect("snapshot");
+    let opts = SendOptions { embed: true, compressed: false, byte_order: ByteOrder::Big };
+    let mut sent = Vec::new();
+    spa.send("tank@s", None, &opts, &mut sent).expect("send");
+    spa.recv("tank/r", &mut sent.as_slice(), &RecvOptions::default()).expect("recv");
+    let mut resent = Vec::new();
+    spa.send("tank/r@s", None, &opts, &mut resent).expect("re-send");
+    oracle::resend::same_records(&sent, &resent, false).expect("the same records");
+}
+
+/// Bug (found by `Op::SendRecv`): after `rollback`, an incremental receive into the
+/// rolled-back filesystem is refused as "modified since most recent snapshot"
+/// (engine/src/dsl/dataset.rs `modified_since_snapshot` compares the head's root block
+/// pointer with the snapshot's, and rollback writes a new root for its fresh intent-log
+/// header). OpenZFS's dsl_dataset_modified_since_snap compares the meta-dnodes, so neither
+/// a rollback nor an intent-log-only change counts. Expected: the receive succeeds. Until
+/// fixed, the model accepts either answer after a rollback (`Model::rollback`).
+#[test]
+#[ignore = "engine bug: a rolled-back head counts as modified"]
+fn rolled_back_head_is_unmodified() {
+    use engine::dmu::recv::RecvOptions;
+    use engine::dmu::send::SendOptions;
+    let mut spa = fresh();
+    spa.object_alloc("tank", &ObjectSpec::new(19, 512, 0, 0)).expect("alloc");
+    spa.snapshot("tank@a").expect("snapshot");
+    let mut full = Vec::new();
+    spa.send("tank@a", None, &SendOptions::default(), &mut full).expect("send");
+    spa.recv("tank/r", &mut full.as_slice(), &RecvOptions::default()).expect("recv");
+    spa.snapshot("tank@b").expect("snapshot");
+    spa.rollback("tank/r").expect("rollback");
+    let mut incr = Vec::new();
+    spa.send("tank@b", Some("tank@a"), &SendOptions::default(), &mut incr).expect("send");
+    spa.recv("tank/r", &mut incr.as_slice(), &RecvOptions::default()).expect("not modified");
+}

@@ -9,9 +9,8 @@
 
 use engine::dmu::recv::RecvOptions;
 use engine::dmu::send::SendOptions;
-use engine::limits::DNODES_PER_BLOCK;
 use engine::{MemoryDevice, Spa, SpaConfig};
-use golden::check::{decode, summary, StreamSummary};
+use oracle::resend::same_records;
 use oracle::{manifest_of_model_trimmed, manifest_trimmed, random_ops, GenConfig, Model, Op};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 
@@ -24,8 +23,12 @@ struct History(Vec<Op>, Vec<Op>, u16);
 
 impl Arbitrary for History {
     fn arbitrary(g: &mut Gen) -> Self {
-        let cfg =
-            GenConfig { write_len_max: 32 << 10, sparse: false, export_import: false, fsync: true };
+        let cfg = GenConfig {
+            write_len_max: 32 << 10,
+            sparse: false,
+            export_import: false,
+            ..GenConfig::default()
+        };
         let a = random_ops(u64::arbitrary(g), usize::arbitrary(g) % OPS_MAX + 1, &cfg);
         let b = random_ops(u64::arbitrary(g), usize::arbitrary(g) % OPS_MAX + 1, &cfg);
         Self(a, b, u16::arbitrary(g))
@@ -109,75 +112,9 @@ fn check(h: &History) -> Result<(), String> {
         [("full(A)", "@qa", None, &full), ("incr(A, B)", "@qb", Some("dst/copy@qa"), &incr)]
     {
         let resent = send(&mut dst, &format!("dst/copy{to}"), from);
-        let (a, b) = (decode(sent).map_err(|e| e.to_string())?, decode(&resent));
-        let (mut a, mut b) = (summary(&a), summary(&b.map_err(|e| e.to_string())?));
-        if from.is_some() {
-            (a, b) = (a.without_holes(), b.without_holes());
-        }
-        trim_tails(&mut a);
-        trim_tails(&mut b);
-        if a != b {
-            return Err(format!("re-sent {what} says other records: {}", differences(&a, &b)));
-        }
+        same_records(sent, &resent, from.is_some()).map_err(|e| format!("{what}: {e}"))?;
     }
     Ok(())
-}
-
-/// Every object's end (its FREE-to-end offset) lowered to the end of its last WRITE, and its
-/// holes clipped there: the received object keeps no trailing holes (`manifest_trimmed`).
-fn trim_tails(s: &mut StreamSummary) {
-    for (obj, (drr, _, end)) in &mut s.objects {
-        let bs = u64::from(drr.blksz);
-        let last = s.data.range((*obj, 0)..=(*obj, u64::MAX)).next_back();
-        *end = last.map_or(0, |((_, offset), _)| (offset / bs + 1) * bs);
-        if let Some(holes) = s.holes.get_mut(obj) {
-            holes.retain_mut(|h| {
-                h.1 = h.1.min(*end);
-                h.0 < h.1
-            });
-        }
-    }
-    s.holes.retain(|_, h| !h.is_empty());
-    // Free dnode slots past the last object's dnode block: the meta-dnode's length is not
-    // carried either (a receive never wrote the blocks of objects freed before the send).
-    let last = s.objects.keys().next_back().map_or(0, |o| o + 1);
-    let end = last.div_ceil(DNODES_PER_BLOCK).max(1) * DNODES_PER_BLOCK;
-    s.freeobjects.retain_mut(|r| {
-        r.1 = r.1.min(end);
-        r.0 < r.1
-    });
-}
-
-/// What differs between two summaries, briefly.
-fn differences(a: &StreamSummary, b: &StreamSummary) -> String {
-    let mut out = Vec::new();
-    if a.begin != b.begin {
-        out.push(format!("BEGIN {:?} vs {:?}", a.begin, b.begin));
-    }
-    for (obj, x) in &a.objects {
-        match b.objects.get(obj) {
-            Some(y) if y == x => {}
-            y => out.push(format!("OBJECT {obj}: {:?} vs {:?}", (x.0, x.2), y.map(|y| (y.0, y.2)))),
-        }
-    }
-    let extra: Vec<_> = b.objects.keys().filter(|o| !a.objects.contains_key(o)).collect();
-    if !extra.is_empty() {
-        out.push(format!("objects only re-sent: {extra:?}"));
-    }
-    let keys = |s: &StreamSummary| s.data.keys().copied().collect::<Vec<_>>();
-    if keys(a) != keys(b) {
-        out.push(format!("WRITEs at {:?} vs {:?}", keys(a), keys(b)));
-    } else if a.data != b.data {
-        out.push("WRITE payloads differ".to_owned());
-    }
-    if a.holes != b.holes || a.freeobjects != b.freeobjects {
-        out.push(format!(
-            "holes {:?} vs {:?}",
-            (&a.holes, &a.freeobjects),
-            (&b.holes, &b.freeobjects)
-        ));
-    }
-    out.join("; ")
 }
 
 fn prop(h: History) -> TestResult {

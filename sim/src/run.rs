@@ -726,6 +726,7 @@ impl World {
         if let Some((t, m)) = self.syncing.take() {
             self.remember(t, m);
         }
+        self.model.touch_all();
         self.committed = Rc::new(self.model.clone());
         self.logged.clear();
         match self.import_and_match(vec![], at, "export and import") {
@@ -1114,6 +1115,7 @@ impl World {
     fn adopt(&mut self, c: &Candidate, txg: u64, at: Duration) -> Result<(), String> {
         self.trace.at(at, &format!("recovered txg {txg}: equals {}", c.what));
         self.model = (*c.model).clone();
+        self.model.touch_all();
         self.committed = Rc::clone(&c.model);
         self.committed_txg = txg;
         self.logged.clear();
