@@ -3,7 +3,7 @@
 //! gives. After a crash the pool must equal the state of the imported txg plus, per
 //! filesystem, the first `ImportReport::replayed[fs]` logged operations of later txgs, and
 //! that prefix must reach every operation an fsync of the filesystem covered when it
-//! returned. Used by the run loop (`run.rs`) and the `crash` fuzz harness (`fuzz.rs`).
+//! returned. Used by the run loop (`run.rs`) and the `crash` fuzz harness (`fuzz/crash.rs`).
 //! A filesystem's head changes only through logged operations between two commits (DSL
 //! operations sync), so the state after a replayed prefix is the head the model had right
 //! after the prefix's last operation: it is kept per operation, not recomputed.
