@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use engine::{DmuError, DslError, ObjectInfo, ObjectSpec};
 
@@ -232,6 +231,28 @@ impl ModelObject {
     }
 }
 
+/// An incremental receive's objects: the stream's contents (`as_received`), with the
+/// maxblkid each object of the target keeps. A receive raises maxblkid with its WRITEs and
+/// lowers it only by the FREE to the end that follows each sent object at the sender's
+/// object end (so never below what the target had, up to the sender's maxblkid,
+/// `source_maxblkids`); an object the target held with another type or block size is
+/// allocated anew, as in a full receive.
+fn incremental_maxblkids(
+    before: &ModelObjset,
+    mut objset: ModelObjset,
+    source_maxblkids: &BTreeMap<u64, u64>,
+) -> ModelObjset {
+    for (obj, ob) in &mut objset {
+        let Some(old) = before.get(obj) else { continue };
+        if old.ot != ob.ot || old.blksz != ob.blksz {
+            continue;
+        }
+        let source = source_maxblkids.get(obj).copied().unwrap_or(ob.maxblkid);
+        ob.maxblkid = ob.maxblkid.max(old.maxblkid).min(source.max(ob.maxblkid));
+    }
+    objset
+}
+
 /// Block pointers of a dnode whose bonus is `bonuslen` bytes (at most 3).
 fn nblkptr_for(bonuslen: usize) -> u8 {
     let n = 1 + (MODEL_MAX_BONUSLEN - bonuslen.min(MODEL_MAX_BONUSLEN)) / MODEL_BLKPTR_BYTES;
@@ -289,10 +310,13 @@ pub enum HeadState {
 pub struct Model {
     pool: String,
     datasets: BTreeMap<String, ModelDataset>,
-    /// Source of snapshot identities, shared by every clone of this model so that a state
-    /// rewound after a crash never hands out an identity twice.
-    serials: Arc<AtomicU64>,
 }
+
+/// Source of snapshot identities: one counter for the whole process, so that no two
+/// snapshots ever share one (a state rewound after a crash, a pool created anew, another
+/// model's pool). Identities are only compared, never shown, so their values do not make a
+/// run depend on other runs.
+static SNAPSHOT_SERIALS: AtomicU64 = AtomicU64::new(1);
 
 /// Why a receive is refused before any record is applied (`Model::recv`), as ZFS says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -396,7 +420,7 @@ impl Model {
         assert!(component_ok(pool), "bad pool name {pool:?}");
         let mut datasets = BTreeMap::new();
         datasets.insert(pool.to_owned(), ModelDataset::default());
-        Self { pool: pool.to_owned(), datasets, serials: Arc::new(AtomicU64::new(1)) }
+        Self { pool: pool.to_owned(), datasets }
     }
 
     /// Pool name.
@@ -502,7 +526,7 @@ impl Model {
             return Err(ErrKind::Limit);
         }
         let objset = ds.head.clone();
-        let serial = self.serials.fetch_add(1, Ordering::Relaxed);
+        let serial = SNAPSHOT_SERIALS.fetch_add(1, Ordering::Relaxed);
         let ds = self.datasets.get_mut(fs).expect("checked above");
         ds.snapshots.push(ModelSnap { name: snap.to_owned(), objset, serial });
         ds.touched = false;
@@ -882,6 +906,7 @@ impl Model {
         force: bool,
         modified: bool,
         compress: bool,
+        source_maxblkids: &BTreeMap<u64, u64>,
     ) -> Result<(), RecvRefusal> {
         self.check_fs(fs).map_err(|_| RecvRefusal::InvalidName)?;
         self.split_snapshot(&format!("{fs}@{snap}")).map_err(|_| RecvRefusal::InvalidName)?;
@@ -929,6 +954,8 @@ impl Model {
         if at + 1 >= MODEL_SNAPSHOTS_MAX {
             return Err(RecvRefusal::Limit);
         }
+        let objset = incremental_maxblkids(&ds.snapshots[at].objset, objset, source_maxblkids);
+        let snap_new = ModelSnap { objset: objset.clone(), ..snap_new };
         ds.snapshots.truncate(at + 1);
         ds.snapshots.push(snap_new);
         ds.head = objset;

@@ -3,11 +3,13 @@
 //! and the `zsim` command line. Depends on engine, oracle and golden; nothing depends on it
 //! but `fuzz/`.
 
+pub mod backup;
 pub mod disk;
 pub mod explore;
 pub mod fault;
 pub mod fuzz;
 pub mod intent;
+pub mod lenient;
 pub mod main_job;
 pub mod run;
 pub mod sched;

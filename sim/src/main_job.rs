@@ -32,6 +32,10 @@ pub struct JobConfig {
 /// about run time (about 10^9 seeds is years of a core), not memory.
 pub const SEEDS_MAX: u64 = 1_000_000_000;
 
+/// Most seeds, in percent, that may end where no model is known (`SeedReport::unmodelled`)
+/// before a run fails for checking too little.
+pub const UNMODELLED_SHARE_MAX_PCT: u64 = 1;
+
 /// Failures listed one by one in a summary; past this only `failures_unlisted` grows, so a
 /// run in which every seed fails still has a bounded summary.
 pub const FAILURES_LISTED_MAX: usize = 10_000;
@@ -81,6 +85,22 @@ pub struct Summary {
     pub ops_replayed: u64,
     /// Oracle checks made (conformance, integrity, durability).
     pub checks: u64,
+    /// Streams sent by send/receive operations.
+    pub streams_sent: u64,
+    /// Streams received, each checked against the model and re-sent.
+    pub streams_received: u64,
+    /// Streams refused as the model said they must be.
+    pub streams_refused: u64,
+    /// Damaged streams (cut or flipped) refused.
+    pub damaged_refused: u64,
+    /// Power cuts of the backup pool.
+    pub backup_crashes: u64,
+    /// Crash states inside a receive into the backup pool, checked.
+    pub backup_crash_states: u64,
+    /// Pools lost to unrestricted damage (detected) and created anew.
+    pub pools_recreated: u64,
+    /// Seeds that ended early where no model of the pool is known (only detection held).
+    pub unmodelled: u64,
     /// Seeds re-run for determinism.
     pub determinism_checked: u64,
     /// Failing seeds in seed order, at most `FAILURES_LISTED_MAX`.
@@ -104,6 +124,14 @@ impl Summary {
         self.log_replays += r.log_replays;
         self.ops_replayed += r.ops_replayed;
         self.checks += r.checks;
+        self.streams_sent += r.streams_sent;
+        self.streams_received += r.streams_received;
+        self.streams_refused += r.streams_refused;
+        self.damaged_refused += r.damaged_refused;
+        self.backup_crashes += r.backup_crashes;
+        self.backup_crash_states += r.backup_crash_states;
+        self.pools_recreated += r.pools_recreated;
+        self.unmodelled += u64::from(r.unmodelled);
         if let Some(f) = &r.failure {
             self.failures.push(Failure {
                 seed: r.seed,
@@ -124,6 +152,19 @@ impl Summary {
     #[must_use]
     pub fn failing(&self) -> u64 {
         self.failures.len() as u64 + self.failures_unlisted
+    }
+
+    /// More seeds than `UNMODELLED_SHARE_MAX_PCT` ended unmodelled: the run checked too
+    /// little to pass.
+    #[must_use]
+    pub fn too_many_unmodelled(&self) -> bool {
+        self.unmodelled * 100 > self.seeds * UNMODELLED_SHARE_MAX_PCT
+    }
+
+    /// Clean: no failing seed and not too many unmodelled ones.
+    #[must_use]
+    pub fn clean(&self) -> bool {
+        self.failing() == 0 && !self.too_many_unmodelled()
     }
 }
 

@@ -24,9 +24,11 @@ use oracle::conformance;
 use oracle::integrity;
 use oracle::model::Model;
 use oracle::op::{random_ops, Divergence, GenConfig, Op};
+use oracle::replica::{Dest, SEND_FLAG_REMOTE};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::backup::Backup;
 use crate::disk::{DiskConfig, SimDisk};
 use crate::fault::{FaultConfig, Profile};
 use crate::intent::LogTracker;
@@ -146,6 +148,24 @@ pub struct SeedReport {
     pub log_replays: u64,
     /// Intent-log operations those imports replayed.
     pub ops_replayed: u64,
+    /// Streams sent by `Op::SendRecv` ops.
+    pub streams_sent: u64,
+    /// Streams received and checked (contents against the model, re-sent records).
+    pub streams_received: u64,
+    /// Streams refused as the model said (a refused receive must change nothing).
+    pub streams_refused: u64,
+    /// Damaged streams (cut, or a flipped byte) refused.
+    pub damaged_refused: u64,
+    /// Power cuts of the backup pool's disk.
+    pub backup_crashes: u64,
+    /// Crash states in the middle of a receive into the backup pool, checked.
+    pub backup_crash_states: u64,
+    /// Pools lost to unrestricted damage (or left in a state no model knows), detected, and
+    /// created anew so that the run goes on.
+    pub pools_recreated: u64,
+    /// The run ended early where no model of the pool is known (a lost pool that could not
+    /// even be created anew). Only detection held for the rest of the seed.
+    pub unmodelled: bool,
     /// Hash of the readable trace.
     pub trace_hash: String,
     /// The first violation, if any.
@@ -173,6 +193,8 @@ struct Seeds {
     sched: u64,
     /// Clients, think times, dirty limit, sync latencies.
     timing: u64,
+    /// The backup pool's disk and its crash choices.
+    backup: u64,
 }
 
 fn split(seed: u64) -> Seeds {
@@ -183,6 +205,7 @@ fn split(seed: u64) -> Seeds {
         crash: rng.random(),
         sched: rng.random(),
         timing: rng.random(),
+        backup: rng.random(),
     }
 }
 
@@ -444,6 +467,10 @@ struct World {
     stop: bool,
     /// The pool is gone (unrestricted: import failed, detected); the run ends early.
     lost: bool,
+    /// The second pool that receives `SEND_FLAG_REMOTE` streams.
+    backup: Option<Backup>,
+    /// The backup pool was lost (unrestricted damage, detected): remote receives stop.
+    backup_lost: bool,
 }
 
 impl World {
@@ -473,6 +500,7 @@ impl World {
             .map_err(|e| format!("create: {e}"))?;
         disk.set_faults(cfg.profile.fault_config());
         let model = Model::new(SIM_POOL);
+        let backup = Backup::new(seeds.backup, cfg.profile, spa_cfg)?;
         let committed_txg = spa.last_synced_txg();
         let track_log = ops.iter().any(|op| matches!(op, Op::Fsync { .. }));
         let mut trace = Trace::new(verbose);
@@ -506,6 +534,8 @@ impl World {
             dirty_sync_bytes: timing.dirty_sync_bytes,
             stop: false,
             lost: false,
+            backup: Some(backup),
+            backup_lost: false,
         })
     }
 
@@ -557,6 +587,14 @@ impl World {
     }
 
     fn take_report(&mut self) -> SeedReport {
+        if let Some(b) = &self.backup {
+            self.report.backup_crashes = b.report.crashes;
+            self.report.backup_crash_states = b.report.mid_recv_states;
+            self.report.pools_recreated += b.report.recreated;
+            self.report.checks += b.report.checks;
+            self.report.detections += b.report.detections;
+        }
+        self.report.unmodelled = self.lost;
         let counters = self.disk.counters();
         self.trace.note(&format!("faults injected: {counters:?}"));
         let mut report = std::mem::take(&mut self.report);
@@ -638,11 +676,9 @@ impl World {
                 extra.push(Candidate { what: format!("model after op #{i}"), model: after });
                 return self.recover(extra, at);
             }
-            Applied::Lost(_) => {
+            Applied::Lost(m) => {
                 self.report.detections += 1;
-                self.lost = true;
-                self.stop = true;
-                return Ok(());
+                return self.recreate(at, &format!("pool lost (detected): {m}"));
             }
             Applied::Violation(m) => return Err(m),
         }
@@ -661,6 +697,7 @@ impl World {
             },
             Op::SyncStep { steps } => self.sync_steps(*steps, at),
             Op::ExportImport => self.export_import(at),
+            Op::SendRecv { .. } => self.send_recv(op),
             _ => {
                 let spa = self.spa.as_mut().expect("invariant: pool imported");
                 match op.apply_checked(spa, &mut self.model) {
@@ -668,6 +705,41 @@ impl World {
                     Err(d) => self.classify(&d),
                 }
             }
+        }
+    }
+
+    /// `Op::SendRecv`: into the backup pool when flagged remote (and it is there), else
+    /// into this pool; the counters go to the report.
+    fn send_recv(&mut self, op: &Op) -> Applied {
+        let Op::SendRecv { flags, .. } = op else { unreachable!("dispatched on SendRecv") };
+        let lenient = self.lenient();
+        let spa = self.spa.as_mut().expect("invariant: pool imported");
+        let remote = flags & SEND_FLAG_REMOTE != 0;
+        let r = match self.backup.as_mut().filter(|_| remote && !self.backup_lost) {
+            Some(b) => match b.send_recv(op, spa, &mut self.model, lenient) {
+                Ok(Some(r)) => Ok(r),
+                Ok(None) => {
+                    self.trace.detail("backup pool lost (detected): remote receives stop");
+                    self.backup_lost = true;
+                    return Applied::Ok(false);
+                }
+                Err(m) => return Applied::Violation(m),
+            },
+            None => op.send_recv(spa, &mut self.model, Dest::Same, lenient),
+        };
+        if self.spa().is_suspended() && self.lenient() {
+            return Applied::Suspended(format!("during a send or receive: {r:?}"));
+        }
+        match r {
+            Ok(r) => {
+                self.report.streams_sent += r.sent;
+                self.report.streams_received += r.received;
+                self.report.streams_refused += r.refused;
+                self.report.damaged_refused += r.damaged_refused;
+                self.report.detections += r.detections;
+                Applied::Ok(r.received > 0)
+            }
+            Err(d) => self.classify(&d),
         }
     }
 
@@ -728,7 +800,8 @@ impl World {
         }
         self.model.touch_all();
         self.committed = Rc::new(self.model.clone());
-        self.logged.clear();
+        // The logged ops stay: if damage loses the export's last txg, import loads the one
+        // before and replays them (`adopt` drops them once a state is matched).
         match self.import_and_match(vec![], at, "export and import") {
             Ok(()) if self.lost => Applied::Lost("import after export failed".to_owned()),
             Ok(()) => Applied::Ok(true),
@@ -1014,10 +1087,7 @@ impl World {
         if let Err(e) = self.import_retrying(at) {
             if self.profile == Profile::Unrestricted {
                 self.report.detections += 1;
-                self.trace.at(at, &format!("pool lost (detected): import failed: {e}"));
-                self.lost = true;
-                self.stop = true;
-                return Ok(());
+                return self.recreate(at, &format!("pool lost (detected): import failed: {e}"));
             }
             return Err(format!("import after {why}: {e}"));
         }
@@ -1057,10 +1127,7 @@ impl World {
             && (!self.history.contains_key(&loaded) || replay_unknown)
         {
             // Only detection holds here, and no model of the imported state is known.
-            self.trace.at(at, &format!("imported txg {loaded} has no known model: run ends"));
-            self.lost = true;
-            self.stop = true;
-            return Ok(());
+            return self.recreate(at, &format!("imported txg {loaded} has no known model"));
         }
         Err(format!(
             "durability violation after {why}: the pool (txg {txg}) matches none of the \
@@ -1086,6 +1153,42 @@ impl World {
             },
         };
         Ok(Replayed { candidate, lost: r.lost })
+    }
+
+    /// Unrestricted damage left no pool, or none whose state any model knows: as an
+    /// administrator would, create a new pool on the same disk and go on with a new model,
+    /// so the rest of the seed is still checked (`pools_recreated`). If even that fails, the
+    /// run ends (`unmodelled`).
+    fn recreate(&mut self, at: Duration, why: &str) -> Result<(), String> {
+        assert_eq!(self.profile, Profile::Unrestricted, "only unrestricted damage loses pools");
+        self.report.pools_recreated += 1;
+        self.trace.at(at, &format!("{why}: a new pool is created on the disk"));
+        drop(self.spa.take());
+        let cfg = SpaConfig {
+            now_secs: HOST_EPOCH_SECS + at.as_secs(),
+            guid_seed: mix(self.spa_cfg.guid_seed ^ self.report.pools_recreated),
+            ..self.spa_cfg
+        };
+        match Spa::create(Box::new(self.disk.clone()), SIM_POOL, cfg) {
+            Ok(spa) => {
+                self.committed_txg = spa.last_synced_txg();
+                self.spa = Some(spa);
+            }
+            Err(e) => {
+                self.trace.at(at, &format!("pool creation failed (detected): {e}: run ends"));
+                self.lost = true;
+                self.stop = true;
+                return Ok(());
+            }
+        }
+        self.model = Model::new(SIM_POOL);
+        self.committed = Rc::new(self.model.clone());
+        self.syncing = None;
+        self.sync_phase = None;
+        self.history.clear();
+        self.logged.clear();
+        self.remember(self.committed_txg, Rc::clone(&self.committed));
+        Ok(())
     }
 
     /// Adopt a matching candidate, unless its replay lost fsynced operations (a durability
@@ -1139,7 +1242,7 @@ impl World {
             };
             return r.map_err(|d| d.to_string());
         }
-        let detected = lenient::check(spa, model, snapshots, metadata_errors_ok)?;
+        let detected = crate::lenient::check(spa, model, snapshots, metadata_errors_ok)?;
         self.report.detections += detected;
         Ok(())
     }
@@ -1186,179 +1289,5 @@ fn parenthesized(what: &str, items: impl Iterator<Item = String>) -> String {
         String::new()
     } else {
         format!(" ({what}{items})")
-    }
-}
-
-/// Conformance under injected damage: wrong bytes are violations, read errors detections.
-/// Under `faults` metadata (object lists, dnodes, bonus buffers) is ditto-protected, so an
-/// error there is a violation too; under `unrestricted` only wrong data is. Uses the strict
-/// `oracle::conformance::check_objset` first and walks an objset block by block only when
-/// that stopped on a read error.
-mod lenient {
-    use engine::{DmuError, Spa};
-    use oracle::conformance::{check_objset, CONFORMANCE_CHUNK_BYTES};
-    use oracle::conformance::{CONFORMANCE_DENSE_BYTES_MAX, CONFORMANCE_HOLE_SAMPLES};
-    use oracle::model::{Model, ModelObject, MODEL_MAX_OFFSET};
-    use oracle::op::first_difference;
-
-    /// Check every head (and snapshot, if asked) against `model`; returns the detections.
-    pub fn check(
-        spa: &mut Spa,
-        model: &Model,
-        snapshots: bool,
-        metadata_errors_ok: bool,
-    ) -> Result<u64, String> {
-        let (engine_fs, model_fs) = (spa.datasets(), model.datasets());
-        if engine_fs != model_fs {
-            return Err(format!("datasets: engine {engine_fs:?}, model {model_fs:?}"));
-        }
-        let mut detected = 0;
-        for fs in &model_fs {
-            let snaps = spa.snapshots(fs).map_err(|e| format!("snapshots({fs}): {e}"))?;
-            let engine_snaps: Vec<String> = snaps.into_iter().map(|s| s.name).collect();
-            let model_snaps = model.snapshots(fs).expect("invariant: listed dataset");
-            if engine_snaps != model_snaps {
-                return Err(format!(
-                    "snapshots of {fs}: engine {engine_snaps:?}, model {model_snaps:?}"
-                ));
-            }
-            let names = model_snaps.iter().filter(|_| snapshots).chain(std::iter::once(fs));
-            for name in names {
-                detected += objset(spa, model, name, metadata_errors_ok)?;
-            }
-        }
-        Ok(detected)
-    }
-
-    fn objset(spa: &mut Spa, model: &Model, name: &str, meta_ok: bool) -> Result<u64, String> {
-        let Err(d) = check_objset(spa, model, name) else { return Ok(0) };
-        let io = d.what.contains("engine error") && d.what.ends_with("(Io)");
-        let traverse = d.what.starts_with("traverse ");
-        if !(io || (traverse && meta_ok)) {
-            return Err(d.to_string());
-        }
-        walk(spa, model, name, meta_ok)
-    }
-
-    /// An engine read error on metadata: a detection if allowed, else a violation.
-    fn metadata(what: &str, e: &DmuError, meta_ok: bool) -> Result<u64, String> {
-        match e {
-            DmuError::Zio(_) if meta_ok => Ok(1),
-            DmuError::Zio(_) => {
-                Err(format!("{what}: metadata read error under bounded faults: {e}"))
-            }
-            _ => Err(format!("{what}: engine error {e}")),
-        }
-    }
-
-    fn walk(spa: &mut Spa, model: &Model, name: &str, meta_ok: bool) -> Result<u64, String> {
-        let model_objs = model.objects(name).expect("invariant: listed dataset");
-        let engine_objs = match spa.objects(name) {
-            Ok(o) => o,
-            Err(e) => return metadata(&format!("objects({name})"), &e, meta_ok),
-        };
-        if engine_objs != model_objs {
-            return Err(format!("objects of {name}: engine {engine_objs:?}, model {model_objs:?}"));
-        }
-        let mut detected = 0;
-        for &obj in &model_objs {
-            let ob = model.object(name, obj).expect("invariant: listed object");
-            let what = format!("{name} obj {obj}");
-            match spa.object_info(name, obj) {
-                Ok(info) if oracle::ModelInfo::of_engine(&info) == ob.info() => {}
-                Ok(info) => {
-                    return Err(format!(
-                        "object_info {what}: engine {info:?}, model {:?}",
-                        ob.info()
-                    ))
-                }
-                Err(e) => detected += metadata(&what, &e, meta_ok)?,
-            }
-            match spa.bonus(name, obj) {
-                Ok(b) if b == (ob.bonustype, ob.bonus.clone()) => {}
-                Ok(b) => {
-                    return Err(format!(
-                        "bonus {what}: engine {b:?}, model {:?}",
-                        (ob.bonustype, &ob.bonus)
-                    ))
-                }
-                Err(e) => detected += metadata(&what, &e, meta_ok)?,
-            }
-            for (offset, len) in ranges(ob) {
-                detected += range(spa, name, obj, ob, offset, len)?;
-            }
-        }
-        Ok(detected)
-    }
-
-    /// The byte ranges compared: the whole object plus a block in small objects; in large
-    /// ones the model's blocks, evenly spaced samples, the last block and the one past it.
-    fn ranges(ob: &ModelObject) -> Vec<(u64, u64)> {
-        let bs = u64::from(ob.blksz);
-        let size = (ob.maxblkid + 1).saturating_mul(bs);
-        if size <= CONFORMANCE_DENSE_BYTES_MAX {
-            let mut out: Vec<(u64, u64)> = (0..size)
-                .step_by(usize::try_from(CONFORMANCE_CHUNK_BYTES).expect("small"))
-                .map(|at| (at, CONFORMANCE_CHUNK_BYTES.min(size - at)))
-                .collect();
-            out.push((size, bs));
-            return out;
-        }
-        let mut ids: std::collections::BTreeSet<u64> = ob.blocks.keys().copied().collect();
-        let step = (ob.maxblkid / CONFORMANCE_HOLE_SAMPLES).max(1);
-        ids.extend((0..=CONFORMANCE_HOLE_SAMPLES).map(|i| (i * step).min(ob.maxblkid)));
-        ids.extend([ob.maxblkid, ob.maxblkid + 1]);
-        ids.into_iter()
-            .filter(|b| (b + 1).saturating_mul(bs) <= MODEL_MAX_OFFSET)
-            .map(|b| (b * bs, bs))
-            .collect()
-    }
-
-    /// Compare one range; on a read error, block by block. Returns the detections.
-    fn range(
-        spa: &mut Spa,
-        name: &str,
-        obj: u64,
-        ob: &ModelObject,
-        offset: u64,
-        len: u64,
-    ) -> Result<u64, String> {
-        let bs = u64::from(ob.blksz);
-        match spa.read(name, obj, offset, len) {
-            Ok(got) => compare(name, obj, ob, offset, len, &got).map(|()| 0),
-            Err(DmuError::Zio(_)) if len > bs => {
-                let mut detected = 0;
-                let mut at = offset;
-                while at < offset + len {
-                    let n = (bs - at % bs).min(offset + len - at);
-                    detected += range(spa, name, obj, ob, at, n)?;
-                    at += n;
-                }
-                Ok(detected)
-            }
-            Err(DmuError::Zio(_)) => Ok(1),
-            Err(e) => Err(format!("{name} obj {obj} [{offset:#x}+{len:#x}): engine error {e}")),
-        }
-    }
-
-    fn compare(
-        name: &str,
-        obj: u64,
-        ob: &ModelObject,
-        offset: u64,
-        len: u64,
-        got: &[u8],
-    ) -> Result<(), String> {
-        let want = ob.read_bytes(offset, usize::try_from(len).expect("bounded range"));
-        let Some(at) = first_difference(got, &want) else { return Ok(()) };
-        Err(format!(
-            "WRONG DATA (property 7): {name} obj {obj} at offset {:#x}: engine {:?}, \
-             model {:?} (lengths {} and {})",
-            offset + at as u64,
-            got.get(at),
-            want.get(at),
-            got.len(),
-            want.len()
-        ))
     }
 }

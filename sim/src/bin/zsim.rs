@@ -398,7 +398,7 @@ fn cmd_run(cfg: &JobConfig, json: bool) -> ExitCode {
     } else {
         print_summary(cfg, &summary);
     }
-    verdict(summary.failing() == 0)
+    verdict(summary.clean())
 }
 
 fn print_summary(cfg: &JobConfig, s: &Summary) {
@@ -428,6 +428,27 @@ fn print_summary(cfg: &JobConfig, s: &Summary) {
         "intent log: {} fsyncs returned, {} imports replayed {} logged ops",
         s.fsyncs, s.log_replays, s.ops_replayed
     );
+    println!(
+        "send/receive: {} streams sent, {} received and checked, {} refused as the model \
+         said, {} damaged streams refused; backup pool: {} crashes, {} crash states inside a \
+         receive",
+        s.streams_sent,
+        s.streams_received,
+        s.streams_refused,
+        s.damaged_refused,
+        s.backup_crashes,
+        s.backup_crash_states
+    );
+    println!(
+        "unmodelled: {} seeds ended early where no model of the pool is known (at most {}% \
+         may); {} pools lost to damage beyond repair (detected) and created anew",
+        s.unmodelled,
+        sim::main_job::UNMODELLED_SHARE_MAX_PCT,
+        s.pools_recreated
+    );
+    if s.too_many_unmodelled() {
+        println!("FAIL: too many unmodelled seeds: the run checked too little");
+    }
     for f in &s.failures {
         println!("FAIL seed {}: {}", f.seed, f.failure.lines().next().unwrap_or(""));
         println!("  reproduce: {}", f.reproducer);
