@@ -59,6 +59,9 @@ pub enum GoldenError {
     /// A send failed.
     #[error(transparent)]
     Send(#[from] SendError),
+    /// A receive failed.
+    #[error(transparent)]
+    Recv(#[from] engine::RecvError),
     /// Writing an output file failed.
     #[error("cannot write {path}: {source}")]
     Io {

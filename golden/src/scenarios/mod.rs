@@ -152,6 +152,14 @@ const CATALOG: &[Entry] = &[
         build: zil::replay,
     },
     Entry {
+        name: "recv",
+        about: "send and receive on the crashing pool: @before received in full as pool/copy, \
+                then changes, @after, and the incremental received into pool/copy",
+        guid_seed: 0x601d_0301,
+        props: lz4,
+        build: shapes::recv,
+    },
+    Entry {
         name: "bug-embedded-padding",
         about: "spec §6 #16: lz4 dataset with tiny compressible blocks (embedded block \
                 pointers, psize not a multiple of 8); WRITE_EMBEDDED padding must be zero",
@@ -282,6 +290,30 @@ impl<'h> Builder<'h> {
         };
         self.spa = Spa::import(dev, cfg, None)?;
         self.step("import");
+        Ok(())
+    }
+
+    /// Send snapshot `@short` of the scenario's filesystem (incrementally from `@from`) and
+    /// receive it into filesystem `target` of the same pool: the receive's writes, txg
+    /// syncs and flushes land on the scenario's device like any other step's.
+    pub fn send_receive(
+        &mut self,
+        short: &str,
+        from: Option<&str>,
+        target: &str,
+    ) -> Result<(), GoldenError> {
+        let to = format!("{}@{short}", self.fs);
+        let from = from.map(|f| format!("{}@{f}", self.fs));
+        let mut stream = Vec::new();
+        let opts = engine::dmu::send::SendOptions::default();
+        self.spa.send(&to, from.as_deref(), &opts, &mut stream)?;
+        let target = format!("{POOL_NAME}/{target}");
+        let recv_opts = engine::dmu::recv::RecvOptions::default();
+        // Everything before the receive is committed first (its own step), so the receive
+        // commits exactly the txg of its end (explore fingerprints each committed txg).
+        self.sync()?;
+        self.spa.recv(&target, &mut stream.as_slice(), &recv_opts)?;
+        self.step("recv");
         Ok(())
     }
 

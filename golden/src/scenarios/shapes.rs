@@ -134,3 +134,26 @@ pub fn many_objects(b: &mut Builder) -> Result<(), GoldenError> {
     }
     b.snapshot("after")
 }
+
+/// `recv`: a receive on the pool that crashes (`zsim explore recv`): files of several block
+/// sizes, @before received in full as `pool/copy`, then writes, a punch, a truncation, a
+/// new and a freed object, @after, and the incremental received into `pool/copy`.
+pub fn recv(b: &mut Builder) -> Result<(), GoldenError> {
+    master_node(b, 0x7ec5)?;
+    b.claim(2, &fixture_file(4096), &fixture_bonus(2, 1))?;
+    b.blocks(2, 4096, 0, 6)?;
+    b.claim(3, &fixture_file(128 << 10), &fixture_bonus(3, 1))?;
+    b.blocks(3, 128 << 10, 0, 2)?;
+    b.claim(4, &spec(OT_FILE, 512, 0, 0), &[])?;
+    b.blocks(4, 512, 0, 3)?;
+    b.snapshot("before")?;
+    b.send_receive("before", None, "copy")?;
+    b.fill(2, 4096 + 100, 300, 0x7e)?;
+    b.free(2, 3 * 4096, 4096)?;
+    b.free(3, 64 << 10, u64::MAX)?;
+    b.free_object(4)?;
+    b.claim(5, &fixture_file(8192), &fixture_bonus(5, 1))?;
+    b.blocks(5, 8192, 0, 2)?;
+    b.snapshot("after")?;
+    b.send_receive("after", Some("before"), "copy")
+}

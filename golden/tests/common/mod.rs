@@ -135,6 +135,7 @@ macro_rules! for_every_scenario {
             bug_freeobjects_double_advance => "bug-freeobjects-double-advance",
             bug_embedded_padding => "bug-embedded-padding",
             zil_replay => "zil-replay",
+            recv => "recv",
         }
     };
 }
