@@ -232,6 +232,7 @@ enum FuzzOp {
     DatasetDestroy { fs: FuzzTarget },
     Sync,
     ExportImport,
+    SendRecv { snap: FuzzTarget, from: u8, flags: u8, damage: u16 },
 }
 
 impl FuzzOp {
@@ -295,6 +296,12 @@ impl FuzzOp {
             Self::Snapshot { fs, name } => Op::Snapshot { fs: fs.to_op(), name: name % 8 },
             Self::SnapshotDestroy { snap } => Op::SnapshotDestroy { snap: snap.to_op() },
             Self::Rollback { fs } => Op::Rollback { fs: fs.to_op() },
+            Self::SendRecv { snap, from, flags, damage } => Op::SendRecv {
+                snap: snap.to_op(),
+                from,
+                flags: oracle::replica::without_known_bugs(flags),
+                damage,
+            },
             Self::DatasetCreate { parent, name } => {
                 Op::DatasetCreate { parent: parent.to_op(), name: name % 4 }
             }
