@@ -39,9 +39,9 @@ pub fn check(spa: &mut Spa, model: &Model) -> Result<(), Divergence> {
     check_pool(spa, model, true)
 }
 
-/// As `check`, but only the heads' objects (snapshot names are still compared). Snapshot
-/// contents are on disk and change only when a txg syncs, so `run_checked` uses this after
-/// ops that do not sync and the full `check` after those that do.
+/// As `check`, but only the heads' objects (snapshot names are still compared). `run_checked`
+/// uses this after reads and fsyncs, and the full `check` after every op that can change
+/// a head (an in-memory change must never show through a snapshot that shares its blocks).
 ///
 /// # Errors
 /// The first `Divergence` found.
@@ -220,9 +220,9 @@ impl std::fmt::Display for RunFailure {
     }
 }
 
-/// Apply `ops` in order to engine and model, checking conformance after every op (heads
-/// only after ops that do not sync) and, after every op that syncs (sync, sync steps,
-/// export/import, dataset and snapshot ops), every snapshot and, when no txg is left
+/// Apply `ops` in order to engine and model, checking conformance after every op (every
+/// snapshot too, except after reads and fsyncs) and, after every op that syncs (sync, sync
+/// steps, export/import, dataset, snapshot and send/receive ops), when no txg is left
 /// syncing, pool integrity.
 ///
 /// # Errors
@@ -231,11 +231,14 @@ pub fn run_checked(spa: &mut Spa, model: &mut Model, ops: &[Op]) -> Result<(), R
     for (index, op) in ops.iter().enumerate() {
         let fail = |divergence| RunFailure { index, op: op.clone(), divergence };
         op.apply(spa, model).map_err(fail)?;
-        if !op.syncs() {
+        if !op.changes_snapshots_or_heads() {
             check_heads(spa, model).map_err(fail)?;
             continue;
         }
         check(spa, model).map_err(fail)?;
+        if !op.syncs() {
+            continue;
+        }
         if spa.syncing_txg().is_none() {
             let r = integrity::check(spa);
             r.map_err(|e| fail(Divergence::new(format!("integrity: {e}"))))?;

@@ -353,6 +353,15 @@ impl Op {
         )
     }
 
+    /// True for every op that can change what a snapshot shares with its head, or what the
+    /// pool holds at all: everything but reads and fsyncs (and ops refused by their
+    /// arguments, which the caller cannot tell apart here). Snapshots are compared after
+    /// these, so an in-memory change that leaks into a snapshot's view is seen at once.
+    #[must_use]
+    pub fn changes_snapshots_or_heads(&self) -> bool {
+        !matches!(self, Self::Read { .. } | Self::Fsync { .. })
+    }
+
     /// The filesystem whose intent log records this op once it succeeds (the engine logs
     /// object create/claim/reclaim/free, set_bonus, non-empty writes and frees), resolved
     /// against `model` as `apply` resolves it. `None` for ops the log never holds.

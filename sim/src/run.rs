@@ -683,7 +683,7 @@ impl World {
             Applied::Violation(m) => return Err(m),
         }
         self.reconcile()?;
-        self.check_pool(op.syncs())
+        self.check_pool(op.changes_snapshots_or_heads())
     }
 
     /// Run `op` on engine and model. Pool-level ops (sync, sync steps, export/import) are
