@@ -34,6 +34,9 @@ pub enum Target {
     Snap(usize),
     /// The i-th malformed or missing name of `bad_names`.
     Bad(usize),
+    /// The newest snapshot of the i-th filesystem (a missing snapshot if it has none): what
+    /// a backup sends next.
+    Newest(usize),
 }
 
 /// An object an op names.
@@ -141,7 +144,8 @@ pub enum Op {
     /// same pool's `pool/r-<source>` here, a second pool's where the runner has one and
     /// `SEND_FLAG_REMOTE` is set.
     SendRecv {
-        /// The snapshot sent (`Target::Snap`; anything else names a missing snapshot).
+        /// The snapshot sent (`Target::Newest` or `Target::Snap`; a head or a bad name is
+        /// a missing snapshot).
         snap: Target,
         /// 0: full; `SEND_FROM_TARGET_NEWEST`; k: the k-th older snapshot of its dataset.
         from: u8,
@@ -216,6 +220,11 @@ pub fn resolve(model: &Model, t: &Target) -> String {
         Target::Bad(i) => {
             let bad = bad_names(model.name());
             bad[i % bad.len()].clone()
+        }
+        Target::Newest(i) => {
+            let fs = &heads[i % heads.len()];
+            let snaps = model.snapshots(fs).expect("listed head");
+            snaps.last().cloned().unwrap_or_else(|| format!("{fs}@missing"))
         }
     }
 }
@@ -596,7 +605,7 @@ const OP_FSYNC: usize = 8;
 /// Leading ops of a list in which `ObjectAlloc` is 8 times as likely.
 const OP_ALLOC_FAVOURED: usize = 4;
 /// Relative weights of the op kinds, in `Op` declaration order.
-const OP_WEIGHTS: [u32; 19] = [36, 8, 8, 5, 10, 2, 2, 3, 6, 5, 6, 3, 3, 3, 2, 5, 4, 2, 5];
+const OP_WEIGHTS: [u32; 19] = [36, 8, 8, 5, 10, 2, 2, 3, 6, 5, 6, 3, 3, 3, 2, 5, 4, 2, 10];
 /// Index of `ExportImport` and `SendRecv` in `OP_WEIGHTS`.
 const OP_EXPORT_IMPORT: usize = 17;
 const OP_SEND_RECV: usize = 18;
@@ -684,7 +693,10 @@ impl OpGen {
     fn send_recv(&mut self) -> Op {
         use crate::replica::{SEND_FLAG_CHAIN, SEND_FLAG_FORCE, SEND_FLAG_REMOTE};
         use crate::replica::{SEND_FLAG_REPLACE, SEND_FROM_TARGET_NEWEST};
-        let snap = self.target(3, 95);
+        let snap = match self.target(55, 40) {
+            Target::Head(i) => Target::Newest(i),
+            other => other,
+        };
         let from = match self.rng.random_range(0..100) {
             0..30 => 0,
             30..75 => SEND_FROM_TARGET_NEWEST,

@@ -54,7 +54,7 @@ pub fn without_known_bugs(flags: u8) -> u8 {
 }
 
 /// What one `Op::SendRecv` did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct SendRecvReport {
     /// Streams sent.
     pub sent: u64,
@@ -66,6 +66,9 @@ pub struct SendRecvReport {
     pub damaged_refused: u64,
     /// Errors the engine returned because of disk damage (lenient runners only).
     pub detections: u64,
+    /// Into another pool: its model after each receive, in order (a chain receives several
+    /// streams, and a crash between two of them finds the state after the first).
+    pub states: Vec<Model>,
 }
 
 /// The receiving side: the sending pool itself, or another pool with its own model.
@@ -318,6 +321,9 @@ pub fn send_recv(
                     )));
                 }
                 report.received += 1;
+                if !same {
+                    report.states.push(m.clone());
+                }
                 let got = format!("{tfs}@{short}");
                 if out.snapshot != got {
                     return Err(Divergence::new(format!("{what}: received as {}", out.snapshot)));

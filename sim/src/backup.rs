@@ -126,7 +126,9 @@ impl Backup {
         }
         if let (Some(base), Some(rec)) = (base, recording) {
             if !rec.events.is_empty() && self.profile != Profile::Unrestricted {
-                self.mid_recv_state(&base, &rec.events, state_seed, &[&before, &between])?;
+                let mut earlier: Vec<&Model> = vec![&before, &between];
+                earlier.extend(r.states.iter());
+                self.mid_recv_state(&base, &rec.events, state_seed, &earlier)?;
             }
         }
         self.check()?;
@@ -160,7 +162,7 @@ impl Backup {
         self.report.mid_recv_states += 1;
         let mut errors = Vec::new();
         let after = [("after the receive", &self.model)];
-        let earlier = earlier.iter().map(|m| ("before the receive (or after its destroy)", *m));
+        let earlier = earlier.iter().map(|m| ("before the receive, or between its steps", *m));
         for (what, m) in after.into_iter().chain(earlier) {
             match check_pool(&mut spa, m, self.profile) {
                 Ok(d) => {

@@ -134,6 +134,7 @@ enum FuzzTarget {
     Head(u8),
     Snap(u8),
     Bad(u8),
+    Newest(u8),
 }
 
 impl FuzzTarget {
@@ -142,6 +143,7 @@ impl FuzzTarget {
             Self::Head(i) => Target::Head(i.into()),
             Self::Snap(i) => Target::Snap(i.into()),
             Self::Bad(i) => Target::Bad(i.into()),
+            Self::Newest(i) => Target::Newest(i.into()),
         }
     }
 }
