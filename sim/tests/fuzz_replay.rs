@@ -58,7 +58,6 @@ fn spread(all: Vec<PathBuf>, max: usize) -> Vec<PathBuf> {
 }
 
 fn replay(target: &str, harness: fn(&[u8]), corpus_max: usize) {
-    sim::fuzz::set_thorough(true);
     let dir = sim::fuzz::fuzz_dir();
     let corpus = spread(files(&dir.join("corpus").join(target)), corpus_max);
     let artifacts = files(&dir.join("artifacts").join(target));
@@ -70,7 +69,6 @@ fn replay(target: &str, harness: fn(&[u8]), corpus_max: usize) {
     let (tx, rx) = std::sync::mpsc::channel();
     let work = inputs.clone();
     std::thread::spawn(move || {
-        sim::fuzz::set_thorough(true);
         for path in work {
             let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let ok = std::panic::catch_unwind(|| harness(&data)).is_ok();

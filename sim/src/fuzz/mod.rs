@@ -28,7 +28,6 @@ pub use recv_structured::recv_structured;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use arbitrary::Arbitrary;
 use engine::dmu::recv::RecvOptions;
@@ -85,9 +84,6 @@ const COMPARE_CHUNK_BYTES: u64 = 1 << 20;
 /// The unit of the structured harness's expected contents.
 const SECTOR: u64 = SPA_MINBLOCKSIZE;
 const SECTOR_BYTES: usize = SECTOR as usize;
-/// One in this many failed receives that got past BEGIN also compares the target's manifests
-/// (reading the target costs as much as the receive; tree roots are compared always).
-const MANIFEST_SAMPLE: u64 = 4;
 /// Guid seed of the base pools (differs from every golden scenario's).
 const FUZZ_GUID_SEED: u64 = 0xf022_0005;
 /// Host time of the fuzz pools.
@@ -98,20 +94,6 @@ const CRASH_DISK_SEED: u64 = 0xc4a5;
 const _: () = assert!(COMPARE_DENSE_BYTES_MAX.is_multiple_of(COMPARE_CHUNK_BYTES));
 const _: () = assert!(RECV_DEVICE_BYTES >= 4 * RECV_DIRTY_BYTES_MAX);
 const _: () = assert!(IMPORT_DEVICE_BYTES >= engine::limits::SPA_MINDEVSIZE);
-
-static THOROUGH: AtomicBool = AtomicBool::new(false);
-
-/// Replay mode (the replay test turns it on; fuzzing leaves it off for speed): after every
-/// failed receive, compare the manifests of every snapshot and head (else only the target's,
-/// after one in `MANIFEST_SAMPLE` receives that got past BEGIN; tree roots and space are
-/// compared always); after a success in `recv_bytes`, also walk the pool and round-trip.
-pub fn set_thorough(on: bool) {
-    THOROUGH.store(on, Ordering::Relaxed);
-}
-
-fn thorough() -> bool {
-    THOROUGH.load(Ordering::Relaxed)
-}
 
 /// The `fuzz/` folder of this checkout: corpora, artifacts, and `base/` (the streams the
 /// receive harnesses' base pool is built from).

@@ -9,7 +9,7 @@ use engine::stream::{rechecksum, ByteOrder, Record};
 use engine::RecvError;
 
 use super::recv_common::{fs_of, receive_checked, with_recv_pool, BaseKind, RecvBase, RecvCase};
-use super::{thorough, FUZZ_NEW_FS};
+use super::FUZZ_NEW_FS;
 
 /// The BEGIN record at the start of `data`, if any (either byte order).
 fn peek_begin(data: &[u8]) -> Option<DrrBegin> {
@@ -44,15 +44,15 @@ fn route(base: &RecvBase, begin: Option<&DrrBegin>) -> String {
 /// once more with every checksum recomputed (`rechecksum`), so that mutations reach the
 /// record validators. Never panics; a failure leaves everything as it was (tree roots and
 /// space always, the target's manifests after a receive that got past BEGIN); a success
-/// must read back and leave the rest alone (with `set_thorough`, also integrity and a round
-/// trip), and is then undone.
+/// must read back, leave the rest alone, pass the integrity walk and round-trip, and is
+/// then undone. Every check runs under libFuzzer as on replay.
 pub fn recv_bytes(data: &[u8]) {
     with_recv_pool(BaseKind::Streams, |pool, base| {
         let begin = peek_begin(data);
         let fs = route(base, begin.as_ref());
         let fromguid = begin.as_ref().map_or(0, |b| b.fromguid);
         let opts = RecvOptions::default();
-        let full_checks = thorough();
+        let full_checks = true;
         let case = RecvCase { fs: &fs, fromguid, opts, expect: None, full_checks };
         if let Err(RecvError::Checksum { .. }) = receive_checked(pool, base, &case, data) {
             if let Ok(fixed) = rechecksum(data) {

@@ -3,7 +3,7 @@
 //! on a `GuardDevice`; and `receive_checked`, which receives one stream into it and checks.
 //! Input: a stream and a `RecvCase` (target, source guid, options, expected contents).
 //! Must hold: a receive never writes over a live block of the base; a failed one leaves the
-//! pool state (tree roots, snapshots, space; sampled or thorough: the manifests) as it was; a
+//! pool state (tree roots, snapshots, space, and every dataset's manifests) as it was; a
 //! successful one reads back, changes only its target, matches `RecvCase::expect` (with
 //! `full_checks`: integrity and a round trip), and is then undone.
 
@@ -25,9 +25,9 @@ use oracle::op::pattern;
 
 use super::recv_structured::{map_write, Planned, SectorMap};
 use super::{
-    compare_objsets, compare_ranges, device_image, fuzz_dir, send_recv, thorough, written_blocks,
+    compare_objsets, compare_ranges, device_image, fuzz_dir, send_recv, written_blocks,
     COMPARE_DENSE_BYTES_MAX, FUZZ_BASE_FS, FUZZ_GUID_SEED, FUZZ_NOW_SECS, FUZZ_POOL,
-    MANIFEST_SAMPLE, RECV_DEVICE_BYTES, RECV_DIRTY_BYTES_MAX, ROUND_TRIP_FS, SECTOR_BYTES,
+    RECV_DEVICE_BYTES, RECV_DIRTY_BYTES_MAX, ROUND_TRIP_FS, SECTOR_BYTES,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -473,16 +473,11 @@ pub(super) fn receive_checked(
     case: &RecvCase<'_>,
     stream: &[u8],
 ) -> Result<RecvOutcome, RecvError> {
-    let spa = pool.spa();
-    let synced = spa.last_synced_txg();
     pool.armed.store(true, Ordering::Relaxed);
     let r = pool.spa().recv(case.fs, &mut &stream[..], &case.opts);
     pool.armed.store(false, Ordering::Relaxed);
     match &r {
-        Err(e) => {
-            let deep = synced != pool.spa().last_synced_txg();
-            check_unchanged(pool.spa(), base, case.fs, e, deep, sample(stream));
-        }
+        Err(e) => check_unchanged(pool.spa(), base, case.fs, e),
         Ok(out) => {
             check_received(pool.spa(), base, case, out);
             restore(pool, base, case);
@@ -492,18 +487,11 @@ pub(super) fn receive_checked(
 }
 
 /// After a failed receive: the pool state (tree roots, snapshots, space) equals the base's;
-/// and, if the receive got past BEGIN and `sampled` (or `set_thorough`), the manifests of the
-/// target's snapshots and head (every dataset's, when thorough) equal the base's. The roots
+/// and the manifests of every dataset's snapshots and head equal the base's (always: the
+/// same under libFuzzer as on replay). The roots
 /// and `GuardDevice` already imply equal data on disk; the manifests also cover in-memory
 /// state a receive could corrupt (cached dnodes and buffers of the target).
-fn check_unchanged(
-    spa: &mut Spa,
-    base: &RecvBase,
-    fs: &str,
-    err: &RecvError,
-    deep: bool,
-    sampled: bool,
-) {
+fn check_unchanged(spa: &mut Spa, base: &RecvBase, fs: &str, err: &RecvError) {
     assert!(!spa.is_suspended(), "failed receive into {fs} ({err}) suspended the pool");
     spa.txg_sync().unwrap_or_else(|e| panic!("sync after a failed receive into {fs}: {e}"));
     let now = pool_state(spa);
@@ -513,12 +501,8 @@ fn check_unchanged(
             state_diff(&base.state, &now)
         );
     }
-    if !(deep && sampled || thorough()) {
-        return;
-    }
     spa.zio_mut().cache_clear();
-    let only = if thorough() { None } else { Some(fs) };
-    for name in objset_names(&base.state, only) {
+    for name in objset_names(&base.state, None) {
         let got = manifest(spa, &name).unwrap_or_else(|e| panic!("manifest of {name}: {e}"));
         assert!(
             got == base.manifests[&name],
@@ -526,16 +510,6 @@ fn check_unchanged(
             base.manifests[&name]
         );
     }
-}
-
-/// One in `MANIFEST_SAMPLE` inputs, chosen by a hash of the input (so that a replay of the
-/// same input decides the same way).
-fn sample(stream: &[u8]) -> bool {
-    let head = &stream[..stream.len().min(64)];
-    let hash = head
-        .iter()
-        .fold(stream.len() as u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    hash % MANIFEST_SAMPLE == 0
 }
 
 /// Every object of `name` reads back: attributes, bonus, all of a small object's contents
