@@ -252,34 +252,52 @@ fn lenient_check(spa: &mut Spa, model: &Model) -> Result<(), String> {
 }
 
 fn lenient_objset(spa: &mut Spa, model: &Model, name: &str) -> Result<(), String> {
-    let Ok(objs) = spa.objects(name) else { return Ok(()) };
+    let objs = match spa.objects(name) {
+        Ok(objs) => objs,
+        Err(e) => return damage_only(name, "objects", &e),
+    };
     let want = model.objects(name).expect("invariant: listed dataset");
     if objs != want {
         return Err(format!("objects of {name}: engine {objs:?}, model {want:?}"));
     }
     for obj in want {
         let ob = model.object(name, obj).expect("invariant: listed object");
-        if let Ok(info) = spa.object_info(name, obj) {
-            if ModelInfo::of_engine(&info) != ob.info() {
+        match spa.object_info(name, obj) {
+            Ok(info) if ModelInfo::of_engine(&info) != ob.info() => {
                 return Err(format!("{name} obj {obj}: engine {info:?}, model {:?}", ob.info()));
             }
+            Ok(_) => {}
+            Err(e) => damage_only(name, "object_info", &e)?,
         }
-        if let Ok(bonus) = spa.bonus(name, obj) {
-            if bonus != (ob.bonustype, ob.bonus.clone()) {
+        match spa.bonus(name, obj) {
+            Ok(bonus) if bonus != (ob.bonustype, ob.bonus.clone()) => {
                 return Err(format!("{name} obj {obj}: bonus {bonus:?} is not the model's"));
             }
+            Ok(_) => {}
+            Err(e) => damage_only(name, "bonus", &e)?,
         }
         let bs = u64::from(ob.blksz);
         for blkid in 0..=ob.maxblkid + 1 {
-            if let Ok(got) = spa.read(name, obj, blkid * bs, bs) {
-                let want = ob.read_bytes(blkid * bs, ob.blksz as usize);
-                if got != want {
+            match spa.read(name, obj, blkid * bs, bs) {
+                Ok(got) if got != ob.read_bytes(blkid * bs, ob.blksz as usize) => {
                     return Err(format!("{name} obj {obj} block {blkid}: wrong data"));
                 }
+                Ok(_) => {}
+                Err(e) => damage_only(name, "read", &e)?,
             }
         }
     }
     Ok(())
+}
+
+/// An error the damage explains: a block that does not read or verify (`DmuError::Zio`).
+/// Any other answer to a call the model says succeeds (no such object, an invalid
+/// argument, a suspended pool on a read) is not damage: it is reported.
+fn damage_only(name: &str, call: &str, e: &engine::DmuError) -> Result<(), String> {
+    match e {
+        engine::DmuError::Zio(_) => Ok(()),
+        other => Err(format!("{name}: {call} failed with {other}, which no damage explains")),
+    }
 }
 
 /// After an import of a damaged image: sync, write, sync, export and import again; the new
