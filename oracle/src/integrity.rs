@@ -166,6 +166,8 @@ impl std::error::Error for IntegrityError {}
 ///
 /// # Errors
 /// `IntegrityError` listing every problem found (bounded), with the counts.
+// The error carries the full report by value (its public shape); one per check, not hot.
+#[allow(clippy::result_large_err)]
 pub fn check(spa: &mut Spa) -> Result<IntegrityReport, IntegrityError> {
     if let Some(txg) = spa.syncing_txg() {
         let problems = vec![Problem::Syncing(txg)];

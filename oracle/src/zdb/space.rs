@@ -121,10 +121,9 @@ fn deferred_lists(
     a: &AllocatorView<'_>,
 ) -> u64 {
     let disk: BTreeSet<(u64, Dva)> = s.deferred.iter().copied().collect();
-    let (old, new): (BTreeSet<(u64, Dva)>, Vec<(u64, Dva)>) = {
-        let (o, n): (Vec<_>, Vec<_>) = a.deferred.iter().partition(|(t, _)| *t <= s.txg);
-        (o.into_iter().collect(), n)
-    };
+    let old: BTreeSet<(u64, Dva)> =
+        a.deferred.iter().filter(|(t, _)| *t <= s.txg).copied().collect();
+    let new = a.deferred.iter().filter(|(t, _)| *t > s.txg);
     for &(txg, dva) in disk.difference(&old) {
         let why = "persisted, not in the allocator";
         f.problem(Problem::DeferredListDiffers { txg, dva, why });
@@ -138,7 +137,7 @@ fn deferred_lists(
         }
     }
     let mut released = 0;
-    for &(txg, dva) in &new {
+    for &(txg, dva) in new {
         if on_disk_zil.contains(&dva) {
             released += dva.asize;
         } else if overlap(live, &dva).is_some() {
