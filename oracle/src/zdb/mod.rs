@@ -309,8 +309,8 @@ impl<'a> Walker<'a> {
     }
 
     /// The deferred frees still held after the uberblock's commit: a free of txg F is
-    /// released when txg F + TXG_DEFER_SIZE - 1 commits (spa/metaslab.rs sync_done; the MOS
-    /// is written before that release, so it still lists them).
+    /// released when txg F + TXG_DEFER_SIZE commits (spa/metaslab.rs sync_done; the MOS of
+    /// that txg is written before the release, so it still lists them).
     fn keep_deferred(&mut self, mos: &MosPhys) {
         // TXG_DEFER_SIZE defines which persisted frees are still owed (format constant).
         let keep_from = self.ub_txg.saturating_sub(engine::limits::TXG_DEFER_SIZE - 1);
