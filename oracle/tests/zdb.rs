@@ -1,12 +1,13 @@
 //! Self-tests of the integrity checker's own walk (oracle::zdb): a healthy pool with several
 //! datasets, snapshots, a sparse object and an intent log passes with counts that match the
 //! engine's own traversal; damage written to the device behind the engine (mid-extent, in a
-//! ditto copy), a sector freed mid-extent, a leaked extent, a double reference and forged
-//! birth txgs (MOS, chunks and uberblock re-sealed so every checksum is right) are each
-//! reported as the right `Problem`. The tests use engine internals to plant the damage; the
+//! ditto copy), a sector freed mid-extent, a leaked extent, double references (across
+//! datasets, inside one tree) and forged birth txgs (every block above the edit re-sealed up
+//! to the uberblock, so every checksum is right) are each reported as the right `Problem`. The tests use engine internals to plant the damage; the
 //! checker under test uses none of them.
 
 use engine::dmu::traverse::{traverse_objset, Visit};
+use engine::dnode::DnodePhys;
 use engine::dsl::pool::MosPhys;
 use engine::spa::uberblock::UberblockPhys;
 use engine::vdev::label::uberblock_offset;
@@ -358,4 +359,76 @@ fn a_deferred_free_of_a_live_block_on_disk_is_reported() {
     let err = err_of(&mut spa);
     let hit = |p: &Problem| matches!(p, Problem::DeferredOverlap { dva, .. } if *dva == bp.dva[0]);
     assert!(err.problems.iter().any(hit), "{err}");
+}
+
+/// Rewrite, in place and re-sealed up to the uberblock, the level-1 block of `object` in
+/// the head of `fs` with `edit` applied to its pointers: the L1, its dnode block, the
+/// objset block, the MOS. Needs a two-level object in the first dnode blocks.
+fn forge_l1(spa: &mut Spa, fs: &str, object: u64, edit: impl FnOnce(&mut [BlkPtr])) {
+    let (trees, _) = spa.pool_trees();
+    let mut root = trees.iter().find(|t| t.name == fs).expect("dataset").head;
+    let zio = spa.zio_mut();
+    zio.cache_clear();
+    let mut os_raw = zio.read(&root).expect("objset").to_vec();
+    let mut meta = DnodePhys::decode(&os_raw[..512]).expect("meta-dnode");
+    assert_eq!(meta.nlevels, 1, "a small objset");
+    let blk = usize::try_from(object / 32).expect("small");
+    let mut dbp = meta.blkptr[blk];
+    let mut dblock = zio.read(&dbp).expect("dnode block").to_vec();
+    let at = usize::try_from(object % 32).expect("small") * 512;
+    let mut dn = DnodePhys::decode(&dblock[at..at + 512]).expect("dnode");
+    assert_eq!(dn.nlevels, 2, "an object with one indirect level");
+    let mut l1 = dn.blkptr[0];
+    let raw = zio.read(&l1).expect("L1").to_vec();
+    let mut kids: Vec<BlkPtr> =
+        raw.chunks_exact(BP_BYTES).map(|c| BlkPtr::decode(c).expect("bp")).collect();
+    edit(&mut kids);
+    let mut raw = vec![0u8; raw.len()];
+    for (k, out) in kids.iter().zip(raw.chunks_exact_mut(BP_BYTES)) {
+        k.encode(out);
+    }
+    rewrite_in_place(spa, &mut l1, &raw);
+    dn.blkptr[0] = l1;
+    dn.encode(&mut dblock[at..at + 512]);
+    rewrite_in_place(spa, &mut dbp, &dblock);
+    meta.blkptr[blk] = dbp;
+    meta.encode(&mut os_raw[..512]);
+    rewrite_in_place(spa, &mut root, &os_raw);
+    forge_mos(spa, |mos| {
+        mos.datasets.iter_mut().find(|d| d.name == fs).expect("fs").head_root = root
+    });
+}
+
+#[test]
+fn a_double_reference_inside_one_tree_is_reported() {
+    let mut spa = snapshots_pool();
+    let mut named = Dva::default();
+    forge_l1(&mut spa, FS, 1, |kids| {
+        named = kids[0].dva[0];
+        kids[5] = kids[0];
+    });
+    let err = err_of(&mut spa);
+    let hit = |p: &Problem| {
+        matches!(p, Problem::DoubleReference { dva, first, second }
+            if *dva == named && first == FS && second == FS)
+    };
+    assert!(err.problems.iter().any(hit), "{err}");
+}
+
+#[test]
+fn a_forged_birth_inside_a_tree_is_reported() {
+    let mut spa = snapshots_pool();
+    let mut forged = 0;
+    forge_l1(&mut spa, "tank/a", 1, |kids| {
+        // Written in one txg with their L1: the newest child's birth is the L1's.
+        forged = kids.iter().map(|k| k.birth_txg).max().expect("children") + 1;
+        kids[3].birth_txg = forged;
+    });
+    assert!(forged <= spa.last_synced_txg(), "born before the uberblock, after the parent");
+    let err = err_of(&mut spa);
+    let found = births(&err, "after its parent");
+    assert_eq!(found.len(), 1, "{err}");
+    assert!(matches!(&found[0], Problem::Birth { tree, level: 0, blkid: 3, birth, .. }
+        if tree == "tank/a" && *birth == forged));
+    assert!(births(&err, "after the uberblock's txg").is_empty(), "{err}");
 }
