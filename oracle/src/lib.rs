@@ -6,7 +6,8 @@
 //! - `op`: the single `Op` vocabulary, applied to engine and model side by side; a seeded
 //!   generator of op lists.
 //! - `conformance`: property 1, engine (head and every snapshot) equals model; `run_checked`.
-//! - `integrity`: property 5, zdb-like block walk, space and birth-txg checks.
+//! - `integrity`: property 5, zdb-like block walk, space and birth-txg checks (the walk,
+//!   from raw device bytes with the oracle's own decoders, is `zdb`).
 //! - `manifest`: the v1 manifest of `golden/fixtures/openzfs/README.md`, engine and model.
 //!
 //! The oracle uses only the engine's public API and never changes a pool except through it.
@@ -30,6 +31,7 @@ pub mod model;
 pub mod op;
 pub mod replica;
 pub mod resend;
+pub mod zdb;
 
 pub use conformance::{run_checked, RunFailure};
 pub use integrity::{IntegrityError, IntegrityReport, Problem};

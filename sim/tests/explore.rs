@@ -61,7 +61,11 @@ fn explore_catches_a_flush_dropped_before_the_uberblock() {
         assert!(report.violations > 0, "{name}: a dropped flush went unnoticed: {report}");
         assert!(report.kinds.contains_key(&kind), "{name}: no {kind:?} violation: {report}");
         let v = &report.first[0];
-        assert!(v.lower.is_some() && v.imported_txg.is_some(), "{v}");
+        assert!(v.imported_txg.is_some(), "{v}");
+        // Before the first commit only the integrity walk can see it: it verifies every
+        // copy, and the txg import took has a ditto copy that never reached the disk
+        // (import reads the other one).
+        assert!(v.lower.is_some() || v.kinds == [ViolationKind::Integrity], "{v}");
     }
 }
 
@@ -75,7 +79,11 @@ fn explore_catches_a_lying_flush() {
     assert!(report.violations > 0, "a lying flush went unnoticed: {report}");
     let lost = report.kinds.get(&ViolationKind::ImportFailed).copied().unwrap_or(0);
     assert!(lost > 0, "committed txgs must be reported lost: {report}");
-    assert!(report.first.iter().all(|v| v.lower.is_some()), "only committed txgs count");
+    // Only committed txgs count, except a torn ditto copy under the uberblock import took,
+    // which the integrity walk finds before the first commit (see the test above).
+    let committed_or_torn =
+        |v: &sim::explore::Violation| v.lower.is_some() || v.kinds == [ViolationKind::Integrity];
+    assert!(report.first.iter().all(committed_or_torn), "{report}");
 }
 
 #[test]
