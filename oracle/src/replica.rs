@@ -278,6 +278,10 @@ pub fn send_recv(
         }
         let engine = spa.recv(&tfs, &mut stream.as_slice(), &RecvOptions { force });
         let modified = matches!(engine, Err(RecvError::TargetModified(_)));
+        // The model's side of the same receive (it changes the model only if it accepts).
+        let model_recv = |m: &mut Model| {
+            m.recv(&tfs, &short, objset, serial, from_serial, force, modified, lz4, &maxblkids)
+        };
         match engine {
             Err(e) if a.lenient && damage_error(&e) => {
                 report.detections += 1;
@@ -285,17 +289,7 @@ pub fn send_recv(
             }
             Err(RecvError::NoSpace) => return Ok(report),
             Err(e) => {
-                let want = m.recv(
-                    &tfs,
-                    &short,
-                    objset,
-                    serial,
-                    from_serial,
-                    force,
-                    modified,
-                    lz4,
-                    &maxblkids,
-                );
+                let want = model_recv(m);
                 if want.is_ok() || want.err() != refusal_of(&e) {
                     return Err(Divergence::new(format!("{what}: engine {e}, model {want:?}")));
                 }
@@ -303,17 +297,7 @@ pub fn send_recv(
                 return Ok(report);
             }
             Ok(out) => {
-                let want = m.recv(
-                    &tfs,
-                    &short,
-                    objset,
-                    serial,
-                    from_serial,
-                    force,
-                    modified,
-                    lz4,
-                    &maxblkids,
-                );
+                let want = model_recv(m);
                 if let Err(r) = want {
                     return Err(Divergence::new(format!(
                         "{what}: engine received {}, model refuses ({r:?})",
