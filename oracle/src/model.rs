@@ -235,8 +235,9 @@ impl ModelObject {
 /// maxblkid each object of the target keeps. A receive raises maxblkid with its WRITEs and
 /// lowers it only by the FREE to the end that follows each sent object at the sender's
 /// object end (so never below what the target had, up to the sender's maxblkid,
-/// `source_maxblkids`); an object the target held with another type or block size is
-/// allocated anew, as in a full receive.
+/// `source_maxblkids`). An object the target held with another block size, or with more
+/// block pointers than the new bonus leaves room for, is freed and allocated anew, as in a
+/// full receive (`receive_object`: otherwise `dnode_reallocate` keeps its contents).
 fn incremental_maxblkids(
     before: &ModelObjset,
     mut objset: ModelObjset,
@@ -244,7 +245,7 @@ fn incremental_maxblkids(
 ) -> ModelObjset {
     for (obj, ob) in &mut objset {
         let Some(old) = before.get(obj) else { continue };
-        if old.ot != ob.ot || old.blksz != ob.blksz {
+        if old.blksz != ob.blksz || ob.nblkptr < old.nblkptr {
             continue;
         }
         let source = source_maxblkids.get(obj).copied().unwrap_or(ob.maxblkid);
