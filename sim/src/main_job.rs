@@ -197,13 +197,10 @@ impl ShardSeeds {
     }
 }
 
-impl IntoIterator for ShardSeeds {
-    type Item = u64;
-    type IntoIter = std::iter::Map<std::ops::Range<u64>, Box<dyn Fn(u64) -> u64>>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        let f: Box<dyn Fn(u64) -> u64> = Box::new(move |k| self.first + k * self.step);
-        (0..self.count).map(f)
+impl ShardSeeds {
+    /// The seeds, in order.
+    pub fn iter(self) -> impl Iterator<Item = u64> {
+        (0..self.count).map(move |k| self.first + k * self.step)
     }
 }
 

@@ -468,7 +468,7 @@ struct World {
     /// The pool is gone (unrestricted: import failed, detected); the run ends early.
     lost: bool,
     /// The second pool that receives `SEND_FLAG_REMOTE` streams.
-    backup: Option<Backup>,
+    backup: Backup,
     /// The backup pool was lost (unrestricted damage, detected): remote receives stop.
     backup_lost: bool,
 }
@@ -534,7 +534,7 @@ impl World {
             dirty_sync_bytes: timing.dirty_sync_bytes,
             stop: false,
             lost: false,
-            backup: Some(backup),
+            backup,
             backup_lost: false,
         })
     }
@@ -587,13 +587,12 @@ impl World {
     }
 
     fn take_report(&mut self) -> SeedReport {
-        if let Some(b) = &self.backup {
-            self.report.backup_crashes = b.report.crashes;
-            self.report.backup_crash_states = b.report.mid_recv_states;
-            self.report.pools_recreated += b.report.recreated;
-            self.report.checks += b.report.checks;
-            self.report.detections += b.report.detections;
-        }
+        let b = &self.backup.report;
+        self.report.backup_crashes = b.crashes;
+        self.report.backup_crash_states = b.mid_recv_states;
+        self.report.pools_recreated += b.recreated;
+        self.report.checks += b.checks;
+        self.report.detections += b.detections;
         self.report.unmodelled = self.lost;
         let counters = self.disk.counters();
         self.trace.note(&format!("faults injected: {counters:?}"));
@@ -715,8 +714,8 @@ impl World {
         let lenient = self.lenient();
         let spa = self.spa.as_mut().expect("invariant: pool imported");
         let remote = flags & SEND_FLAG_REMOTE != 0;
-        let r = match self.backup.as_mut().filter(|_| remote && !self.backup_lost) {
-            Some(b) => match b.send_recv(op, spa, &mut self.model, lenient) {
+        let r = if remote && !self.backup_lost {
+            match self.backup.send_recv(op, spa, &mut self.model, lenient) {
                 Ok(Some(r)) => Ok(r),
                 Ok(None) => {
                     self.trace.detail("backup pool lost (detected): remote receives stop");
@@ -724,8 +723,9 @@ impl World {
                     return Applied::Ok(false);
                 }
                 Err(m) => return Applied::Violation(m),
-            },
-            None => op.send_recv(spa, &mut self.model, Dest::Same, lenient),
+            }
+        } else {
+            op.send_recv(spa, &mut self.model, Dest::Same, lenient)
         };
         if self.spa().is_suspended() && self.lenient() {
             return Applied::Suspended(format!("during a send or receive: {r:?}"));

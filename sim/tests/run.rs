@@ -208,7 +208,7 @@ fn shards_cover_every_seed_exactly_once() {
     for n in 1..=5 {
         let mut all = Vec::new();
         for i in 0..n {
-            all.extend(shard_seeds(&job(37, (i, n), 0)));
+            all.extend(shard_seeds(&job(37, (i, n), 0)).iter());
         }
         all.sort_unstable();
         assert_eq!(all, (100..137).collect::<Vec<u64>>(), "{n} shards");
