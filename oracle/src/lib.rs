@@ -39,5 +39,5 @@ pub use manifest::{
     manifest, manifest_of_model, manifest_of_model_trimmed, manifest_trimmed, parse_manifest,
     ManifestLine,
 };
-pub use model::{kind_of_dmu, kind_of_dsl, ErrKind, Model, ModelError, ModelInfo};
+pub use model::{kind_of_dmu, kind_of_dsl, ErrKind, Model, ModelError, ModelInfo, RecvMaxblkids};
 pub use op::{random_ops, Divergence, GenConfig, ObjRef, Op, Pos, Target};

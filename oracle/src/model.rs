@@ -231,25 +231,48 @@ impl ModelObject {
     }
 }
 
+/// What fixes the maxblkid of the objects an incremental receive keeps: the sender's
+/// (`source`), and the receiver's after the receive (`observed`, read from the engine, used
+/// only to choose inside the range the model allows; see `incremental_maxblkids`).
+#[derive(Clone, Debug, Default)]
+pub struct RecvMaxblkids {
+    /// Each object's maxblkid in the sent snapshot.
+    pub source: BTreeMap<u64, u64>,
+    /// Each object's maxblkid in the received snapshot, as the engine has it.
+    pub observed: BTreeMap<u64, u64>,
+}
+
 /// An incremental receive's objects: the stream's contents (`as_received`), with the
 /// maxblkid each object of the target keeps. A receive raises maxblkid with its WRITEs and
-/// lowers it only by the FREE to the end that follows each sent object at the sender's
-/// object end (so never below what the target had, up to the sender's maxblkid,
-/// `source_maxblkids`). An object the target held with another block size, or with more
-/// block pointers than the new bonus leaves room for, is freed and allocated anew, as in a
-/// full receive (`receive_object`: otherwise `dnode_reallocate` keeps its contents).
+/// lowers it with every FREE that reaches past it (dnode_sync_free_range: to the block
+/// before the freed range). The FREE to the end that follows each sent object starts past
+/// the sender's maxblkid, so the bound is `m`: what the target had, raised by the writes,
+/// at most the sender's maxblkid. When the sender's blocks just below `m` are holes, the
+/// FREE records of those holes (sent only for holes born after the source snapshot, which
+/// the model does not track) may lower it further, down to the last block holding data,
+/// `k`: the value the engine reports is followed when it lies in `k..=m` (any other value
+/// is reported as `m`, a divergence). An object the target held with another block size is
+/// freed and allocated anew, as in a full receive (`receive_object`); otherwise its
+/// contents stay, also when the new bonus leaves room for fewer block pointers than the
+/// target's copy has (OpenZFS frees the object then and loses the blocks the stream does
+/// not carry; the engine keeps them: `incremental_receive_keeps_data_when_the_bonus_grows_back`).
 fn incremental_maxblkids(
     before: &ModelObjset,
     mut objset: ModelObjset,
-    source_maxblkids: &BTreeMap<u64, u64>,
+    maxblkids: &RecvMaxblkids,
 ) -> ModelObjset {
     for (obj, ob) in &mut objset {
         let Some(old) = before.get(obj) else { continue };
-        if old.blksz != ob.blksz || ob.nblkptr < old.nblkptr {
+        if old.blksz != ob.blksz {
             continue;
         }
-        let source = source_maxblkids.get(obj).copied().unwrap_or(ob.maxblkid);
-        ob.maxblkid = ob.maxblkid.max(old.maxblkid).min(source.max(ob.maxblkid));
+        let source = maxblkids.source.get(obj).copied().unwrap_or(ob.maxblkid);
+        let bound = ob.maxblkid.max(old.maxblkid).min(source.max(ob.maxblkid));
+        let last_data = ob.blocks.range(..=bound).next_back().map_or(0, |(&b, _)| b);
+        ob.maxblkid = match maxblkids.observed.get(obj) {
+            Some(&seen) if (last_data..=bound).contains(&seen) => seen,
+            _ => bound,
+        };
     }
     objset
 }
@@ -554,10 +577,9 @@ impl Model {
         let ds = self.fs_mut(fs)?;
         let newest = ds.snapshots.last().ok_or(ErrKind::NoSnapshot)?.objset.clone();
         ds.head = newest;
-        // OpenZFS counts a rolled-back head as unmodified (dsl_dataset_modified_since_snap
-        // compares meta-dnodes); the engine counts it as modified (engine_bugs.rs,
-        // rolled_back_head_is_unmodified): until fixed, either answer is accepted.
-        ds.touched = true;
+        // A rolled-back head is unmodified: dsl_dataset_modified_since_snap compares
+        // meta-dnodes, and a rollback rewrites only the intent-log header.
+        ds.touched = false;
         Ok(())
     }
 
@@ -907,7 +929,7 @@ impl Model {
         force: bool,
         modified: bool,
         compress: bool,
-        source_maxblkids: &BTreeMap<u64, u64>,
+        maxblkids: &RecvMaxblkids,
     ) -> Result<(), RecvRefusal> {
         self.check_fs(fs).map_err(|_| RecvRefusal::InvalidName)?;
         self.split_snapshot(&format!("{fs}@{snap}")).map_err(|_| RecvRefusal::InvalidName)?;
@@ -955,7 +977,7 @@ impl Model {
         if at + 1 >= MODEL_SNAPSHOTS_MAX {
             return Err(RecvRefusal::Limit);
         }
-        let objset = incremental_maxblkids(&ds.snapshots[at].objset, objset, source_maxblkids);
+        let objset = incremental_maxblkids(&ds.snapshots[at].objset, objset, maxblkids);
         let snap_new = ModelSnap { objset: objset.clone(), ..snap_new };
         ds.snapshots.truncate(at + 1);
         ds.snapshots.push(snap_new);

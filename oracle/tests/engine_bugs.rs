@@ -162,15 +162,13 @@ fn big_endian_embedded_payloads() {
     oracle::resend::same_records(&sent, &resent, false).expect("the same records");
 }
 
-/// Bug (found by `Op::SendRecv`): after `rollback`, an incremental receive into the
-/// rolled-back filesystem is refused as "modified since most recent snapshot"
-/// (engine/src/dsl/dataset.rs `modified_since_snapshot` compares the head's root block
-/// pointer with the snapshot's, and rollback writes a new root for its fresh intent-log
-/// header). OpenZFS's dsl_dataset_modified_since_snap compares the meta-dnodes, so neither
-/// a rollback nor an intent-log-only change counts. Expected: the receive succeeds. Until
-/// fixed, the model accepts either answer after a rollback (`Model::rollback`).
+/// Fixed bug (found by `Op::SendRecv`): after `rollback`, an incremental receive into the
+/// rolled-back filesystem was refused as "modified since most recent snapshot"
+/// (`modified_since_snapshot` compared the head's root block pointer with the snapshot's,
+/// and rollback writes a new root for its fresh intent-log header). It now compares the
+/// meta-dnodes, as OpenZFS's dsl_dataset_modified_since_snap does, so neither a rollback
+/// nor an intent-log-only change counts, and the model holds a rolled-back head clean.
 #[test]
-#[ignore = "engine bug: a rolled-back head counts as modified"]
 fn rolled_back_head_is_unmodified() {
     use engine::dmu::recv::RecvOptions;
     use engine::dmu::send::SendOptions;
@@ -187,17 +185,17 @@ fn rolled_back_head_is_unmodified() {
     spa.recv("tank/r", &mut incr.as_slice(), &RecvOptions::default()).expect("not modified");
 }
 
-/// Bug (found by the 10,000-seed crash sweep: seeds 7242, 8406, 9861): an incremental
-/// receive loses an object's data. The sender's object keeps the block-pointer count it was
+/// Fixed bug (found by the 10,000-seed crash sweep: seeds 7242, 8406, 9861): an incremental
+/// receive lost an object's data. The sender's object keeps the block-pointer count it was
 /// allocated with (a 100-byte bonus: 2) after its bonus shrinks to 14 bytes, but a full
-/// receive allocates the copy from the record's bonus length (14 bytes: 3 pointers). When
-/// the bonus grows again (172 bytes, room for 2 pointers), the incremental's OBJECT record
-/// makes the receiver free and reallocate the object (`recv.rs`: fewer pointers than it has),
-/// and the unchanged blocks, which the stream does not carry, are gone. Expected: the
-/// received snapshot reads as the sent one. (OpenZFS's receive_object has the same rule;
-/// whether OpenZFS loses the data too is to be checked with zoracle.)
+/// receive allocates the copy from the record's bonus length (14 bytes: 3 pointers; non-raw
+/// streams do not carry nblkptr). When the bonus grows again (172 bytes, room for 2
+/// pointers), the incremental's OBJECT record made the receiver free and reallocate the
+/// object, as OpenZFS's receive_object does (`nblkptr < doi_nblkptr`), and the unchanged
+/// blocks, which the stream does not carry, were gone. The receiver now reallocates it in
+/// place and the sync moves its block pointers one level down (`Objset::sync_dnode`).
+/// Expected: the received snapshot reads as the sent one.
 #[test]
-#[ignore = "engine bug: an incremental receive drops unchanged blocks of a reallocated object"]
 fn incremental_receive_keeps_data_when_the_bonus_grows_back() {
     use engine::dmu::recv::RecvOptions;
     use engine::dmu::send::SendOptions;

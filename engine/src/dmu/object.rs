@@ -159,8 +159,12 @@ impl Objset {
     }
 
     /// Change type, bonus type and bonus length of an existing object keeping its contents
-    /// (OpenZFS dnode_reallocate as receive uses it). The block size must stay, and the block
-    /// pointer count may only grow (a shorter bonus), which keeps every block addressable.
+    /// (OpenZFS dnode_reallocate as receive uses it). The block size stays. A longer bonus
+    /// leaves room for fewer block pointers: the sync then moves the old ones one level
+    /// down (`Objset::sync_dnode`), so every block keeps its pointer. OpenZFS's
+    /// receive_object frees the object instead (`nblkptr < doi_nblkptr`), losing the blocks
+    /// an incremental stream does not carry (engine_bugs.rs,
+    /// `incremental_receive_keeps_data_when_the_bonus_grows_back`).
     ///
     /// # Errors
     /// `NoSuchObject`, `InvalidObject`, `InvalidType`, `BonusTooLong`, read errors.
@@ -183,7 +187,6 @@ impl Objset {
         }
         let dn = self.hold(zio, object)?;
         let nblkptr = nblkptr_for_bonus(bonuslen);
-        assert!(nblkptr >= dn.attrs().nblkptr, "reallocate would drop block pointers");
         let rec = dn.record_mut(txg);
         rec.attrs.ot = ot;
         rec.attrs.bonustype = bonustype;

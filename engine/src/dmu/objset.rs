@@ -344,8 +344,15 @@ impl Objset {
                 DnodePhys::new(rec.attrs.clone())
             };
         } else {
-            assert!(phys.attrs.nblkptr <= rec.attrs.nblkptr, "nblkptr shrank without reset");
             assert_eq!(phys.attrs.blksz, rec.attrs.blksz, "blksz changed without reset");
+            let (keep, had) = (usize::from(rec.attrs.nblkptr), usize::from(phys.attrs.nblkptr));
+            if keep < had && phys.blkptr[keep..had].iter().any(|b| !b.is_hole()) {
+                // Fewer block pointers (a reallocation with a longer bonus): the old ones
+                // move one level down, as tree growth moves them (dnode_increase_indirection),
+                // so every block keeps its block pointer and birth.
+                ctx.grow(&mut phys)?;
+            }
+            phys.blkptr[keep..].fill(BlkPtr::HOLE);
             phys.attrs = rec.attrs.clone();
         }
         if !phys.is_free() {

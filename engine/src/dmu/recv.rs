@@ -12,7 +12,6 @@ use crate::dmu::object::ObjectSpec;
 use crate::dmu::objset::DMU_OST_ZFS;
 use crate::dmu::ot::{bonustype_is_valid, ot_is_valid};
 use crate::dmu::Objset;
-use crate::dnode::nblkptr_for_bonus;
 use crate::dsl::dataset::{DatasetProps, DslDataset};
 use crate::dsl::name::{check_fs, parent};
 use crate::error::{DmuError, RecvError, SpaError};
@@ -166,7 +165,7 @@ impl Spa {
     }
 
     fn recv_begin_check(
-        &self,
+        &mut self,
         fs: &str,
         begin: DrrBegin,
         opts: &RecvOptions,
@@ -221,7 +220,7 @@ impl Spa {
     }
 
     fn recv_check_existing(
-        &self,
+        &mut self,
         id: u64,
         fs: &str,
         fromguid: u64,
@@ -229,13 +228,14 @@ impl Spa {
         opts: &RecvOptions,
     ) -> Result<u64, RecvError> {
         let ds = &self.dsl.datasets[&id];
+        let modified = ds.modified_since_snapshot(&mut self.zio);
         let from = ds
             .snapshots
             .iter()
             .position(|s| s.guid == fromguid)
             .ok_or_else(|| RecvError::NoSuchFromSnap(fs.to_owned()))?;
         let newest = from + 1 == ds.snapshots.len();
-        if (!newest || ds.modified_since_snapshot()) && !opts.force {
+        if (!newest || modified) && !opts.force {
             return Err(RecvError::TargetModified(fs.to_owned()));
         }
         if ds.snapshots[..=from].iter().any(|s| s.name == snap)
@@ -415,7 +415,7 @@ impl Spa {
             os.dnode(zio, object).map_err(|e| map_dmu(r, "OBJECT", e.into()))?.attrs().clone();
         let res = if existing.ot == 0 {
             os.object_claim(zio, txg, object, attrs)
-        } else if existing.blksz == drr.blksz && nblkptr_for_bonus(bonuslen) >= existing.nblkptr {
+        } else if existing.blksz == drr.blksz {
             os.object_reallocate(zio, txg, object, ot, bt, bonuslen)
         } else {
             os.object_reclaim(zio, txg, object, attrs)

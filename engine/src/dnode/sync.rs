@@ -240,7 +240,12 @@ impl TreeCtx<'_> {
         Ok(())
     }
 
-    fn grow(&mut self, dn: &mut DnodePhys) -> Result<(), SyncError> {
+    /// Add a level on top: the dnode's block pointers become the first entries of a new
+    /// indirect block, which becomes its only one.
+    ///
+    /// # Errors
+    /// Write failures.
+    pub fn grow(&mut self, dn: &mut DnodePhys) -> Result<(), SyncError> {
         assert!(dn.nlevels < DN_MAX_LEVELS, "tree cannot grow past {DN_MAX_LEVELS} levels");
         let epb = 1usize << epbs(&dn.attrs);
         let mut children = vec![BlkPtr::HOLE; epb];

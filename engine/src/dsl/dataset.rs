@@ -73,10 +73,25 @@ impl DslDataset {
         self.snapshots.last().map_or(self.origin_txg, |s| s.creation_txg)
     }
 
-    /// True if the head differs from the newest snapshot (receive's ETXTBSY check).
-    #[must_use]
-    pub fn modified_since_snapshot(&self) -> bool {
-        self.head.is_dirty() || self.snapshots.last().is_none_or(|s| self.head.root != s.root)
+    /// True if the head differs from the newest snapshot (receive's ETXTBSY check, OpenZFS
+    /// dsl_dataset_modified_since_snap): it has unsynced changes, or its root was written
+    /// after the snapshot and its meta-dnode (every object, not the intent-log header that
+    /// a rollback or a log reset rewrites) differs from the snapshot's, read by `zio`. An
+    /// unreadable snapshot counts as modified.
+    pub fn modified_since_snapshot(&self, zio: &mut crate::zio::Zio) -> bool {
+        let Some(snap) = self.snapshots.last() else { return true };
+        if self.head.is_dirty() {
+            return true;
+        }
+        if self.head.root == snap.root || self.head.root.birth_txg <= snap.creation_txg {
+            return false;
+        }
+        let size = crate::limits::DNODE_SIZE as usize;
+        match zio.read(&snap.root) {
+            Ok(raw) if raw.len() >= size => crate::dnode::DnodePhys::decode(&raw[..size])
+                .map_or(true, |meta| meta != self.head.meta),
+            _ => true,
+        }
     }
 
     /// The snapshot named `snap`.
