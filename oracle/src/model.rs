@@ -322,10 +322,11 @@ pub enum HeadState {
     Clean,
     /// Its contents differ from the newest snapshot (or there is none): modified.
     Modified,
-    /// Calls succeeded that left the contents as they were (a write of the same bytes, an
-    /// fsync, a free of a hole): ZFS may or may not count the head as modified (the objset
-    /// block and its intent-log header are rewritten by some of them), so either answer of
-    /// a receive is accepted and followed.
+    /// Calls succeeded that left the contents as they were (a write of the same bytes, a
+    /// free of a hole), or an import replayed the intent log: ZFS counts the head as
+    /// modified when such a call dirtied a dnode (the meta-dnode changes) and not otherwise,
+    /// which depends on the engine's buffering, so either answer of a receive is accepted
+    /// and followed. (An fsync or a rollback leaves the head clean.)
     Unknown,
 }
 
@@ -812,7 +813,8 @@ impl Model {
     pub fn fsync(&mut self, fs: &str, object: u64) -> Result<(), ModelError> {
         let ds = self.fs(fs).map_err(|_| ErrKind::NoSuchDataset)?;
         hold(&ds.head, object)?;
-        self.touch(fs);
+        // An fsync writes the intent log only: the head stays as it was (the meta-dnode
+        // comparison of dsl_dataset_modified_since_snap does not see the log header).
         Ok(())
     }
 
@@ -851,10 +853,10 @@ impl Model {
         Ok(self.view(name)?.keys().copied().collect())
     }
 
-    /// Every head's intent log may have changed (an import, a crash recovery): the engine
-    /// then counts a head as modified, OpenZFS does not (only the ZIL header differs;
-    /// engine_bugs.rs, `rolled_back_head_is_unmodified`). Until fixed, a receive accepts
-    /// either answer for each head.
+    /// An import or a crash recovery may have replayed intent-log records into every head,
+    /// and a replayed record that rewrites a block with the bytes it held still counts as
+    /// a modification in ZFS (new block pointers in the meta-dnode); which records were
+    /// replayed is not the model's to know, so a receive accepts either answer per head.
     pub fn touch_all(&mut self) {
         for ds in self.datasets.values_mut() {
             ds.touched = true;

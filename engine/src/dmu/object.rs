@@ -196,6 +196,30 @@ impl Objset {
         Ok(())
     }
 
+    /// The ids of the blocks of `object` that hold data (written in an open txg or on
+    /// disk and not freed since), ascending.
+    ///
+    /// # Errors
+    /// `NoSuchObject`, `InvalidObject`, read errors of indirect blocks.
+    pub fn data_blocks(&mut self, zio: &mut Zio, object: u64) -> Result<Vec<u64>, DmuError> {
+        check_object(object)?;
+        let dn = self.hold(zio, object)?;
+        let phys = dn.phys.clone();
+        let mut ids: std::collections::BTreeSet<u64> =
+            dn.dirty.iter().flat_map(|r| r.blocks.keys().copied()).collect();
+        let mut from = 0;
+        while !phys.is_free() {
+            let Some(blkid) = crate::dnode::sync::next_nonhole(zio, &phys, from)? else { break };
+            ids.insert(blkid);
+            match blkid.checked_add(1) {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        let dn = self.hold(zio, object)?;
+        Ok(ids.into_iter().filter(|&b| !matches!(dn.block_source(b), BlockSource::Hole)).collect())
+    }
+
     /// Free an allocated object and its contents.
     ///
     /// # Errors

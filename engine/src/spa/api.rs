@@ -598,6 +598,16 @@ impl Spa {
         os.object_info(zio, object)
     }
 
+    /// The ids of the blocks of `object` that hold data (written in an open txg or on disk
+    /// and not freed since), ascending: what reads of the object do not return as holes.
+    ///
+    /// # Errors
+    /// `NoSuchDataset`, `NoSuchObject`, `InvalidObject`, `Zio`.
+    pub fn data_blocks(&mut self, name: &str, object: u64) -> Result<Vec<u64>, DmuError> {
+        let (zio, os) = self.objset(name)?;
+        os.data_blocks(zio, object)
+    }
+
     /// The next allocated object after `after` (0 to start).
     ///
     /// # Errors

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Mutation score of the engine's crash and send logic (issue 10, section 3), with the real
+# cargo-mutants. Pass 1 tests every mutant with the simulator alone
+# (sim/tests/simulator_gate.rs: `zsim run` on the crash and faults profiles and
+# `zsim explore` of every scenario); pass 2 tests the mutants pass 1 missed with the whole
+# test suite. The summary gives viable mutants, killed by the simulator, killed by tests
+# only, and survivors (listed in target/mutants/all/mutants.out/missed.txt).
+#
+# Usage: scripts/mutants.sh [--shard K/N] [--file PATH]... [--list]
+#   --shard K/N   passed to cargo-mutants: this run tests shard K of N (0-based).
+#   --file PATH   mutate only PATH (repeatable); default: the files below.
+#   --list        list the mutants and exit.
+# Needs cargo-mutants (`cargo install cargo-mutants --locked`, installed here if missing).
+# Time: each mutant builds the release profile and runs about a minute of simulation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEFAULT_FILES=(
+  engine/src/spa/sync.rs engine/src/spa/load.rs engine/src/spa/metaslab.rs
+  engine/src/dmu/send.rs engine/src/dmu/recv.rs engine/src/dmu/traverse.rs
+  engine/src/dnode/sync.rs engine/src/dbuf.rs engine/src/dsl/destroy.rs engine/src/zil.rs
+)
+# Seconds a mutant's tests may run before it counts as a timeout (caught, as cargo-mutants
+# reports it separately).
+TIMEOUT_SECS=${MUTANTS_TIMEOUT_SECS:-300}
+
+files=() shard=() list=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --shard) shard=(--shard "$2"); shift 2 ;;
+    --file) files+=("$2"); shift 2 ;;
+    --list) list=1; shift ;;
+    *) echo "mutants.sh: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
+  esac
+done
+[ ${#files[@]} -gt 0 ] || files=("${DEFAULT_FILES[@]}")
+file_args=()
+for f in "${files[@]}"; do
+  [ -f "$f" ] || { echo "mutants.sh: no such file: $f" >&2; exit 2; }
+  file_args+=(--file "$f")
+done
+
+command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
+common=(mutants --package engine "${file_args[@]}" "${shard[@]}" --profile release
+  --timeout "$TIMEOUT_SECS" --no-shuffle)
+if [ $list -eq 1 ]; then
+  exec cargo "${common[@]}" --list
+fi
+
+out=target/mutants
+rm -rf "$out/sim" "$out/all"
+mkdir -p "$out/sim" "$out/all"
+# cargo-mutants exits 2 when mutants were missed and 3 on timeouts: that is data, not failure.
+data_only() { local rc=0; "$@" || rc=$?; case $rc in 0 | 2 | 3) ;; *) exit "$rc" ;; esac; }
+# Pass 1: the simulator alone.
+data_only cargo "${common[@]}" --test-package sim --output "$out/sim" \
+  -- --test simulator_gate -- --ignored
+cp -r "$out/sim/mutants.out" "$out/all/"
+# Pass 2: every test, on what pass 1 missed (--iterate skips what it caught).
+data_only cargo "${common[@]}" --test-workspace true --output "$out/all" --iterate
+
+count() { [ -f "$1" ] && grep -c . "$1" || echo 0; }
+sim_caught=$(count "$out/sim/mutants.out/caught.txt")
+sim_timeout=$(count "$out/sim/mutants.out/timeout.txt")
+sim_missed=$(count "$out/sim/mutants.out/missed.txt")
+all_missed=$(count "$out/all/mutants.out/missed.txt")
+viable=$((sim_caught + sim_timeout + sim_missed))
+by_sim=$((sim_caught + sim_timeout))
+by_tests=$((sim_missed - all_missed))
+echo "mutants: $viable viable; killed by the simulator: $by_sim;" \
+  "killed by tests only: $by_tests; survivors: $all_missed"
+if [ "$viable" -gt 0 ]; then
+  echo "simulator score: $((100 * by_sim / viable))%;" \
+    "overall: $((100 * (by_sim + by_tests) / viable))%"
+fi
+[ "$all_missed" -eq 0 ] && echo "survivors: none" || {
+  echo "survivors:"; cat "$out/all/mutants.out/missed.txt"; }
