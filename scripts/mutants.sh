@@ -53,7 +53,7 @@ mkdir -p "$out/sim" "$out/all"
 # cargo-mutants exits 2 when mutants were missed and 3 on timeouts: that is data, not failure.
 data_only() { local rc=0; "$@" || rc=$?; case $rc in 0 | 2 | 3) ;; *) exit "$rc" ;; esac; }
 # Pass 1: the simulator alone.
-data_only cargo "${common[@]}" --test-package sim --output "$out/sim" \
+data_only cargo "${common[@]}" --test-workspace true --output "$out/sim" \
   -- --test simulator_gate -- --ignored
 cp -r "$out/sim/mutants.out" "$out/all/"
 # Pass 2: every test, on what pass 1 missed (--iterate skips what it caught).
