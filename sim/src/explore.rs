@@ -418,7 +418,7 @@ pub fn device_bytes_for(name: &str) -> Result<u64, ExploreError> {
     let mut device_bytes = EXPLORE_DEVICE_BYTES_MIN;
     loop {
         let dev = Box::new(MemoryDevice::new(device_bytes));
-        match golden::build_on(name, dev, &mut |_, _| {}) {
+        match golden::build_on(name, dev, &mut |_, _, _| {}) {
             Ok(_) => return Ok(device_bytes),
             Err(source) if device_bytes >= EXPLORE_DEVICE_BYTES_MAX => {
                 return Err(ExploreError::Build { name: name.to_owned(), device_bytes, source });
@@ -458,7 +458,7 @@ fn step_shapes(name: &str, device_bytes: u64) -> Result<Vec<(StepKind, bool)>, E
     let mut shapes = Vec::new();
     let mut last = None;
     let dev = Box::new(MemoryDevice::new(device_bytes));
-    let built = golden::build_on(name, dev, &mut |spa, step| {
+    let built = golden::build_on(name, dev, &mut |spa, _, step| {
         let synced = spa.last_synced_txg();
         shapes.push((StepKind::of(step), last != Some(synced)));
         last = Some(synced);
@@ -593,7 +593,7 @@ pub fn record_scenario_with(
         failure: None,
     };
     let built =
-        golden::build_on(name, Box::new(disk.clone()), &mut |spa, step| rec.step(spa, step));
+        golden::build_on(name, Box::new(disk.clone()), &mut |spa, _, step| rec.step(spa, step));
     match built {
         Ok(sc) => drop(sc),
         Err(golden::GoldenError::UnknownScenario(n)) => {
