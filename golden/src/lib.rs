@@ -2,7 +2,8 @@
 //! snapshotted (`tests/dump.rs`), round-tripped (`tests/roundtrip.rs`) and written out by
 //! `zsim gen SCENARIO OUTDIR` in the layout of `golden/fixtures/openzfs/`.
 //! OpenZFS counterpart: the rsend/zstream test suites (tests/zfs-tests/tests/functional).
-//! Calls only the engine's public API (`Spa`, `Spa::send`, `stream`); sim calls into it.
+//! Calls only the engine's public API (`Spa`, `Spa::send`, `stream`) and drives
+//! `oracle::Model` beside it (every step applied to both); sim calls into it.
 //! Invariants: a scenario is a pure function of its name (fixed guid seed and clock), so its
 //! streams are byte-for-byte stable; every scenario has at least two snapshots of `pool/fs`.
 //!
@@ -62,6 +63,16 @@ pub enum GoldenError {
     /// A receive failed.
     #[error(transparent)]
     Recv(#[from] engine::RecvError),
+    /// The reference model refused a step the engine made (a model or engine bug).
+    #[error("step #{step} ({name}): the engine did it, the model refuses: {reason}")]
+    Model {
+        /// Index of the step, as a `build_on` hook counts them (pool creation is 0).
+        step: usize,
+        /// The step's name (`"write"`, `"recv"`, ...).
+        name: String,
+        /// The model's answer.
+        reason: String,
+    },
     /// Writing an output file failed.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -78,6 +89,8 @@ pub struct Scenario {
     pub name: &'static str,
     /// The pool (in memory), holding `FS_NAME` and its snapshots.
     pub spa: Spa,
+    /// The reference model of the pool, driven by the same steps (`oracle::Model`).
+    pub model: oracle::Model,
     /// The dataset sent, `pool/fs`.
     pub fs: String,
     /// Full snapshot names, oldest first; at least two.
@@ -169,18 +182,21 @@ pub fn build(name: &str) -> Result<Scenario, GoldenError> {
 }
 
 /// Build scenario `name` on a caller-supplied device (e.g. a recording simulated disk) of
-/// at least `SPA_MINDEVSIZE` bytes, calling `hook(spa, step)` after every step: pool
+/// at least `SPA_MINDEVSIZE` bytes, calling `hook(spa, model, step)` after every step: pool
 /// creation (`"create"`), the creation of `pool/fs`, each object or snapshot operation
 /// (`"write"`, `"snapshot"`, ...) and the final sync. Each step commits at most one txg, so
 /// a hook polling `Spa::last_synced_txg` sees every committed txg, with the pool clean.
-/// Same guid seed and clock as `build`; only the device (and so block offsets) differs.
+/// `model` is the reference model after the same step (after `"import"`: as of the newest
+/// step that committed a txg or was an fsync). Same guid seed and clock as `build`; only
+/// the device (and so block offsets) differs.
 ///
 /// # Errors
-/// `UnknownScenario`; an engine error (e.g. `Suspended` or no space on a small device).
+/// `UnknownScenario`; an engine error (e.g. `Suspended` or no space on a small device);
+/// `Model` when the model refuses a step the engine made.
 pub fn build_on(
     name: &str,
     dev: Box<dyn engine::BlockDevice>,
-    hook: &mut dyn FnMut(&mut Spa, &str),
+    hook: &mut dyn FnMut(&mut Spa, &oracle::Model, &str),
 ) -> Result<Scenario, GoldenError> {
     scenarios::build_on(name, dev, Some(hook))
 }
@@ -327,7 +343,7 @@ mod tests {
             let mut txgs = Vec::new();
             let mut steps = 0;
             let dev = Box::new(engine::MemoryDevice::new(16 << 20));
-            let mut hook = |spa: &mut Spa, _: &str| {
+            let mut hook = |spa: &mut Spa, _: &oracle::Model, _: &str| {
                 steps += 1;
                 if txgs.last() != Some(&spa.last_synced_txg()) {
                     txgs.push(spa.last_synced_txg());
@@ -341,6 +357,19 @@ mod tests {
             let first = txgs[0];
             let expected: Vec<u64> = (first..first + txgs.len() as u64).collect();
             assert_eq!(txgs, expected, "{name}: every committed txg seen, one at a time");
+        }
+    }
+
+    /// The model the builder drives beside the engine ends where the engine does: every
+    /// head and snapshot of every scenario, receives and the crash of `zil-replay` included.
+    #[test]
+    fn every_scenario_ends_equal_to_its_model() {
+        for &name in names() {
+            let mut sc = build(name).expect("builds");
+            assert_eq!(sc.model.snapshots(FS_NAME).expect("pool/fs"), sc.snapshots, "{name}");
+            if let Err(d) = oracle::conformance::check(&mut sc.spa, &sc.model) {
+                panic!("{name}: {d}");
+            }
         }
     }
 }

@@ -8,7 +8,7 @@
 use engine::{DmuError, Spa};
 use sha2::{Digest, Sha256};
 
-use crate::model::{Model, ModelError};
+use crate::model::{Model, ModelError, ModelObject};
 
 /// Bytes read per call while hashing an object.
 pub const MANIFEST_CHUNK_BYTES: u64 = 1 << 20;
@@ -148,24 +148,35 @@ fn engine_manifest(spa: &mut Spa, name: &str, tail: Tail) -> Result<String, DmuE
     Ok(out)
 }
 
+fn model_line(obj: u64, ob: &ModelObject, tail: Tail) -> Result<ManifestLine, ModelError> {
+    let info = ob.info();
+    let a = ObjectAttrs {
+        ot: info.ot,
+        bs: info.blksz,
+        maxblkid: info.maxblkid,
+        bonustype: info.bonustype,
+        bonus: ob.bonus.clone(),
+    };
+    let read = |at, len: u64| Ok(ob.read_bytes(at, usize::try_from(len).expect("chunk")));
+    object_line(obj, a, tail, |_| ModelError::OffsetOverflow, read)
+}
+
 fn model_manifest(model: &Model, name: &str, tail: Tail) -> Result<String, ModelError> {
     let mut out = header(name);
     for obj in model.objects(name)? {
-        let ob = model.object(name, obj)?;
-        let info = ob.info();
-        let a = ObjectAttrs {
-            ot: info.ot,
-            bs: info.blksz,
-            maxblkid: info.maxblkid,
-            bonustype: info.bonustype,
-            bonus: ob.bonus.clone(),
-        };
-        let read = |at, len: u64| Ok(ob.read_bytes(at, usize::try_from(len).expect("chunk")));
-        let line = object_line(obj, a, tail, |_| ModelError::OffsetOverflow, read)?;
-        out.push_str(&line.format());
+        out.push_str(&model_line(obj, model.object(name, obj)?, tail)?.format());
         out.push('\n');
     }
     Ok(out)
+}
+
+/// The line of object number `obj` of the model in `manifest_of_model` (callers that
+/// cache lines per object; a manifest is its header, then these lines in object order).
+///
+/// # Errors
+/// `OffsetOverflow` for an object over `MANIFEST_SIZE_MAX_BYTES`.
+pub fn manifest_line_of_model(obj: u64, ob: &ModelObject) -> Result<ManifestLine, ModelError> {
+    model_line(obj, ob, Tail::Keep)
 }
 
 /// The manifest of a snapshot (or head) of the engine.

@@ -868,6 +868,16 @@ impl Model {
         ds.touched = true;
     }
 
+    /// Filesystem `fs` was created with lz4 compression (`DatasetProps::compress`): it
+    /// stores blocks of zeros as holes, which only a send of it shows (`as_received`).
+    ///
+    /// # Errors
+    /// `InvalidName`, `NoSuchDataset`.
+    pub fn set_compress(&mut self, fs: &str, compress: bool) -> Result<(), ModelError> {
+        self.fs_mut(fs)?.compress = compress;
+        Ok(())
+    }
+
     /// True if filesystem `fs` stores blocks of zeros as holes (lz4 compression).
     #[must_use]
     pub fn compresses(&self, fs: &str) -> bool {

@@ -5,13 +5,16 @@
 //! states replay fsynced operations and commit a txg of their own, and a disk that drops the
 //! flush ending an fsync's log commit is caught losing fsynced data. Every broken disk is
 //! made by rewriting a correct recording's event log (`apply_bug`), so the engine runs
-//! unchanged. Sample sizes are cut to keep debug runs short.
+//! unchanged. Issue 10: the reference is the model, so an engine that goes wrong while the
+//! scenario is built is reported at record time, and without that check its crash states
+//! fail against the model's fingerprints (a stray write the model never saw, `BuildBug`).
+//! Sample sizes are cut to keep debug runs short.
 
 use sim::disk::{DiskEvent, FaultEvent};
 use sim::explore::{
-    apply_bug, explore, record_scenario, record_scenario_with, DiskBug, ExploreConfig,
-    ExploreReport, ScenarioRecording, StepKind, StepPrints, Timeline, ViolationKind,
-    EXPLORE_DEVICE_BYTES_MIN,
+    apply_bug, explore, record_scenario, record_scenario_as, record_scenario_with, BuildBug,
+    DiskBug, ExploreConfig, ExploreError, ExploreReport, RecordConfig, ScenarioRecording, StepKind,
+    StepPrints, Timeline, ViolationKind, EXPLORE_DEVICE_BYTES_MIN,
 };
 
 /// Exploration sized for debug builds: every subset up to 4 cached writes, 8 beyond.
@@ -244,4 +247,60 @@ fn timeline_counts_an_fsync_from_its_flush() {
         assert_eq!(b.fsynced, (k >= flush[0]).then_some(fsync), "event {k}");
         assert_eq!(b.logged, (b.current >= fsync).then_some(fsync), "event {k}");
     }
+}
+
+/// `basic`'s step that writes "123\n" into object 2 (the step before `@before`) and a stray
+/// write of the engine alone right after it.
+fn basic_stray_write() -> (usize, BuildBug) {
+    let rec = recorded("basic");
+    let snap = rec.steps.iter().position(|s| s.name == "snapshot").expect("@before");
+    assert_eq!(rec.steps[snap - 1].name, "write");
+    (snap - 1, BuildBug::StrayWrite { step: snap - 1, obj: 2, offset: 0 })
+}
+
+/// Issue 10: the engine's own fingerprint of every printed step must equal the model's; a
+/// state the engine computed wrong while building is reported with its step and the first
+/// difference, not taken as the reference.
+#[test]
+fn recording_reports_an_engine_that_differs_from_the_model() {
+    let (step, bug) = basic_stray_write();
+    let cfg = RecordConfig { bug, ..RecordConfig::new(true, StepPrints::Every) };
+    let err = record_scenario_as("basic", EXPLORE_DEVICE_BYTES_MIN, &cfg).expect_err("caught");
+    let ExploreError::EngineVsModel { index, step: name, difference, .. } = &err else {
+        panic!("not an engine/model difference: {err}");
+    };
+    assert_eq!((*index, name.as_str()), (step, "write"), "{err}");
+    assert!(difference.starts_with("pool/fs: manifest line \"obj=2 "), "{err}");
+    // With the default prints the first printed step after it (the snapshot) reports it.
+    let cfg = RecordConfig { bug, ..RecordConfig::new(true, StepPrints::Reachable) };
+    let err = record_scenario_as("basic", EXPLORE_DEVICE_BYTES_MIN, &cfg).expect_err("caught");
+    assert!(matches!(err, ExploreError::EngineVsModel { index, .. } if index == step + 1), "{err}");
+}
+
+/// Issue 10: crash states are judged against the model's manifests. Without the record-time
+/// check, the recording of an engine that wrote a stray block holds the model's manifest of
+/// `@before` (not the engine's), and every crash state that imports `@before` is a mismatch
+/// (taking the engine's fingerprints as the reference, as explore once did, found none).
+#[test]
+fn crash_states_are_judged_against_the_model() {
+    let (_, bug) = basic_stray_write();
+    let cfg =
+        RecordConfig { bug, cross_check: false, ..RecordConfig::new(true, StepPrints::Reachable) };
+    let rec = record_scenario_as("basic", EXPLORE_DEVICE_BYTES_MIN, &cfg).expect("records");
+    let model = golden::build("basic").expect("builds").model;
+    let want = oracle::manifest::manifest_of_model(&model, "pool/fs@before").expect("@before");
+    let last = rec.txgs.values().next_back().expect("a commit");
+    let fs = last.print.datasets.iter().find(|d| d.name == "pool/fs").expect("pool/fs");
+    let before = fs.snapshots.first().expect("@before");
+    assert_eq!(before.name, "pool/fs@before");
+    let body = want.split_once('\n').expect("a header line").1;
+    assert_eq!(rec.manifests.text(before.manifest), body, "the reference is the model's");
+    let report = run(&rec, DiskBug::None, &small(1));
+    assert!(report.violations > 0, "{report}");
+    assert_eq!(report.kinds.keys().copied().collect::<Vec<_>>(), [ViolationKind::Mismatch]);
+    let v = &report.first[0];
+    assert!(v.what.contains("pool/fs@before: manifest line \"obj=2 "), "{v}");
+    // The same recording without the bug passes: the model and the engine agree.
+    let clean = run(&recorded("basic"), DiskBug::None, &small(1));
+    assert_eq!(clean.violations, 0, "{clean}");
 }

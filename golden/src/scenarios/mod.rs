@@ -1,7 +1,8 @@
 //! The catalog table (name, description, guid seed, builder) and the `Builder` every
 //! scenario drives: a fresh in-memory pool with `pool/fs`, a fixed clock and guid seed.
 //! Neighbours: lib.rs (build, streams, gen), fixtures.rs / shapes.rs / bugs.rs (builders).
-//! Invariant: a builder only calls the engine's public API, in a fixed order.
+//! Invariants: a builder only calls the engine's public API, in a fixed order; every step
+//! changes `oracle::Model` as it changes the engine, and the model accepts every step.
 
 mod bugs;
 mod content;
@@ -10,7 +11,9 @@ mod shapes;
 mod zil;
 
 use engine::dmu::object::ObjectSpec;
-use engine::{BlockDevice, DatasetProps, MemoryDevice, Spa, SpaConfig};
+use engine::{BlockDevice, Compress, DatasetProps, MemoryDevice, Spa, SpaConfig};
+use oracle::model::{as_received, RecvMaxblkids};
+use oracle::Model;
 
 use crate::{GoldenError, Scenario, FS_NAME, POOL_DEVICE_BYTES, POOL_NAME, SCENARIO_EPOCH_SECS};
 
@@ -196,8 +199,9 @@ pub(crate) fn build(name: &str) -> Result<Scenario, GoldenError> {
     build_on(name, dev, None)
 }
 
-/// What a builder calls after each step: the pool and the step's name (`crate::build_on`).
-pub(crate) type StepHook<'h> = &'h mut dyn FnMut(&mut Spa, &str);
+/// What a builder calls after each step: the pool, the model of the pool after the same
+/// step, and the step's name (`crate::build_on`).
+pub(crate) type StepHook<'h> = &'h mut dyn FnMut(&mut Spa, &Model, &str);
 
 /// Build scenario `name` on `dev`, calling `hook` after every step (see `crate::build_on`).
 pub(crate) fn build_on(
@@ -214,15 +218,28 @@ pub(crate) fn build_on(
     assert!(b.snapshots.len() >= 2, "{name}: a scenario takes at least two snapshots");
     b.spa.txg_sync()?;
     b.step("final sync");
-    Ok(Scenario { name: entry.name, spa: b.spa, fs: b.fs, snapshots: b.snapshots })
+    let Builder { spa, fs, snapshots, model, .. } = b;
+    Ok(Scenario { name: entry.name, spa, model, fs, snapshots })
 }
 
-/// A scenario under construction: thin, `?`-friendly wrappers over `Spa` on `pool/fs`.
-/// Every wrapper ends with `step`, which hands the pool to the caller's hook (if any).
+/// A scenario under construction: thin, `?`-friendly wrappers over `Spa` on `pool/fs`,
+/// each applying the same operation to the reference model (`oracle::Model`) after the
+/// engine did: the model must accept what the engine accepted, else the build fails with
+/// `GoldenError::Model` naming the step. Every wrapper ends with `step`, which hands the
+/// pool and the model to the caller's hook (if any).
 pub(crate) struct Builder<'h> {
     pub spa: Spa,
     pub fs: String,
     pub snapshots: Vec<String>,
+    /// The model, changed by every step as the engine is.
+    model: Model,
+    /// The model as of the newest step that committed a txg or was an fsync: what a crash
+    /// keeps (`crash_and_import`).
+    durable: Model,
+    /// The engine's last synced txg after the previous step (`None` before the first).
+    synced_txg: Option<u64>,
+    /// Steps taken so far: the index of the next step, as a hook counts them.
+    steps: usize,
     clock_secs: u64,
     hook: Option<StepHook<'h>>,
 }
@@ -236,30 +253,62 @@ impl<'h> Builder<'h> {
     ) -> Result<Self, GoldenError> {
         let cfg = SpaConfig { guid_seed, now_secs: SCENARIO_EPOCH_SECS, ..SpaConfig::default() };
         let spa = Spa::create(dev, POOL_NAME, cfg)?;
+        let model = Model::new(POOL_NAME);
         let mut b = Self {
             spa,
             fs: FS_NAME.to_owned(),
             snapshots: Vec::new(),
+            durable: model.clone(),
+            model,
+            synced_txg: None,
+            steps: 0,
             clock_secs: SCENARIO_EPOCH_SECS,
             hook,
         };
         b.step("create");
         b.spa.dataset_create(FS_NAME, props)?;
+        b.model_op("dataset_create", |m| m.dataset_create(FS_NAME))?;
+        let lz4 = props.compress == Compress::Lz4;
+        b.model_op("dataset_create", |m| m.set_compress(FS_NAME, lz4))?;
         b.step("dataset_create");
         Ok(b)
     }
 
-    /// One step done: let the hook look at the pool (e.g. to notice a committed txg).
+    /// One step done: note what a crash now keeps, and let the hook look at the pool and
+    /// the model (e.g. to notice a committed txg).
     fn step(&mut self, what: &str) {
-        if let Some(hook) = self.hook.as_mut() {
-            hook(&mut self.spa, what);
+        let synced = self.spa.last_synced_txg();
+        if self.synced_txg != Some(synced) || what == "fsync" {
+            // Explore's rule (`step_plan`): a crash keeps the newest commit, and an fsync
+            // keeps every change made before it.
+            self.durable = self.model.clone();
+            self.synced_txg = Some(synced);
         }
+        self.steps += 1;
+        if let Some(hook) = self.hook.as_mut() {
+            hook(&mut self.spa, &self.model, what);
+        }
+    }
+
+    /// Apply the change of the step named `what` (the engine already made it) to the
+    /// model; a refusal is a build error naming the step.
+    fn model_op<E: std::fmt::Debug>(
+        &mut self,
+        what: &str,
+        op: impl FnOnce(&mut Model) -> Result<(), E>,
+    ) -> Result<(), GoldenError> {
+        op(&mut self.model).map_err(|e| GoldenError::Model {
+            step: self.steps,
+            name: what.to_owned(),
+            reason: format!("{e:?}"),
+        })
     }
 
     /// Take snapshot `@short` of everything written so far; the clock then moves on.
     pub fn snapshot(&mut self, short: &str) -> Result<(), GoldenError> {
         let name = format!("{}@{short}", self.fs);
         self.spa.snapshot(&name)?;
+        self.model_op("snapshot", |m| m.snapshot(&name))?;
         self.snapshots.push(name);
         self.clock_secs += SNAPSHOT_INTERVAL_SECS;
         self.spa.set_time(self.clock_secs);
@@ -270,12 +319,20 @@ impl<'h> Builder<'h> {
     /// `fsync` object `obj`: its (and every earlier) change is now in the intent log.
     pub fn fsync(&mut self, obj: u64) -> Result<(), GoldenError> {
         self.spa.fsync(&self.fs, obj)?;
+        let fs = self.fs.clone();
+        self.model_op("fsync", |m| m.fsync(&fs, obj))?;
+        // An fsync logs one filesystem; `step` keeps the whole model as of it, which is
+        // right because only `pool/fs` changes between commits (a receive commits itself).
+        for other in self.model.datasets().iter().filter(|&d| *d != fs) {
+            debug_assert!(self.model.head(other) == self.durable.head(other), "{other} changed");
+        }
         self.step("fsync");
         Ok(())
     }
 
     /// The host dies (the device keeps everything written, caches included) and the pool
-    /// is imported again: only committed txgs and the intent log's fsynced changes remain.
+    /// is imported again: only committed txgs and the intent log's fsynced changes remain,
+    /// so the model goes back to the newest step that committed a txg or was an fsync.
     pub fn crash_and_import(&mut self) -> Result<(), GoldenError> {
         let placeholder = Spa::create(
             Box::new(MemoryDevice::new(engine::limits::SPA_MINDEVSIZE)),
@@ -289,6 +346,9 @@ impl<'h> Builder<'h> {
             ..SpaConfig::default()
         };
         self.spa = Spa::import(dev, cfg, None)?;
+        self.model = self.durable.clone();
+        // An import may rewrite every head's intent log (as `Op::ExportImport` does).
+        self.model.touch_all();
         self.step("import");
         Ok(())
     }
@@ -312,9 +372,49 @@ impl<'h> Builder<'h> {
         // Everything before the receive is committed first (its own step), so the receive
         // commits exactly the txg of its end (explore fingerprints each committed txg).
         self.sync()?;
-        self.spa.recv(&target, &mut stream.as_slice(), &recv_opts)?;
+        let received = self.spa.recv(&target, &mut stream.as_slice(), &recv_opts)?.snapshot;
+        let lz4 = opts.embed || opts.compressed;
+        self.model_recv(&to, from.as_deref(), &target, &received, lz4)?;
         self.step("recv");
         Ok(())
+    }
+
+    /// The model's side of a receive the engine made as `received` (as `oracle::replica`
+    /// does): the model's source snapshot as a stream carries it. The engine's maxblkid of
+    /// each received object is read only to choose inside the range the model allows
+    /// (`RecvMaxblkids::observed`); the engine accepted, so its head was not modified.
+    fn model_recv(
+        &mut self,
+        to: &str,
+        from: Option<&str>,
+        target: &str,
+        received: &str,
+        lz4: bool,
+    ) -> Result<(), GoldenError> {
+        let (fs, short) = to.split_once('@').expect("invariant: a snapshot name");
+        let m = &self.model;
+        let no_snap = |s: &str| GoldenError::Model {
+            step: self.steps,
+            name: "recv".to_owned(),
+            reason: format!("the model has no snapshot {s}"),
+        };
+        let source = m.objset(to).map_err(|_| no_snap(to))?;
+        let objset = as_received(source, m.compresses(fs));
+        let observed = objset
+            .keys()
+            .filter_map(|&o| self.spa.object_info(received, o).ok().map(|info| (o, info.maxblkid)));
+        let maxblkids = RecvMaxblkids {
+            source: source.iter().map(|(&o, ob)| (o, ob.maxblkid)).collect(),
+            observed: observed.collect(),
+        };
+        let serial = m.snapshot_serial(to).ok_or_else(|| no_snap(to))?;
+        let from_serial = match from {
+            Some(f) => Some(m.snapshot_serial(f).ok_or_else(|| no_snap(f))?),
+            None => None,
+        };
+        self.model_op("recv", |m| {
+            m.recv(target, short, objset, serial, from_serial, false, false, lz4, &maxblkids)
+        })
     }
 
     /// Sync the open txg (so later changes land in a later txg).
@@ -328,10 +428,11 @@ impl<'h> Builder<'h> {
     pub fn claim(&mut self, obj: u64, spec: &ObjectSpec, bonus: &[u8]) -> Result<(), GoldenError> {
         assert_eq!(spec.bonuslen, bonus.len(), "object {obj}: bonus length");
         self.spa.object_claim(&self.fs, obj, spec)?;
+        let fs = self.fs.clone();
+        self.model_op("object_claim", |m| m.object_claim(&fs, obj, spec))?;
         self.step("object_claim");
         if !bonus.is_empty() {
-            self.spa.set_bonus(&self.fs, obj, spec.bonustype, bonus)?;
-            self.step("set_bonus");
+            self.bonus(obj, spec.bonustype, bonus)?;
         }
         Ok(())
     }
@@ -345,10 +446,11 @@ impl<'h> Builder<'h> {
     ) -> Result<(), GoldenError> {
         assert_eq!(spec.bonuslen, bonus.len(), "object {obj}: bonus length");
         self.spa.object_reclaim(&self.fs, obj, spec)?;
+        let fs = self.fs.clone();
+        self.model_op("object_reclaim", |m| m.object_reclaim(&fs, obj, spec))?;
         self.step("object_reclaim");
         if !bonus.is_empty() {
-            self.spa.set_bonus(&self.fs, obj, spec.bonustype, bonus)?;
-            self.step("set_bonus");
+            self.bonus(obj, spec.bonustype, bonus)?;
         }
         Ok(())
     }
@@ -356,6 +458,8 @@ impl<'h> Builder<'h> {
     /// Free object `obj`.
     pub fn free_object(&mut self, obj: u64) -> Result<(), GoldenError> {
         self.spa.object_free(&self.fs, obj)?;
+        let fs = self.fs.clone();
+        self.model_op("object_free", |m| m.object_free(&fs, obj))?;
         self.step("object_free");
         Ok(())
     }
@@ -363,6 +467,8 @@ impl<'h> Builder<'h> {
     /// Write `data` at `offset` of `obj`.
     pub fn write(&mut self, obj: u64, offset: u64, data: &[u8]) -> Result<(), GoldenError> {
         self.spa.write(&self.fs, obj, offset, data)?;
+        let fs = self.fs.clone();
+        self.model_op("write", |m| m.write(&fs, obj, offset, data))?;
         self.step("write");
         Ok(())
     }
@@ -370,6 +476,8 @@ impl<'h> Builder<'h> {
     /// Free `len` bytes at `offset` of `obj` (`u64::MAX`: truncate at `offset`).
     pub fn free(&mut self, obj: u64, offset: u64, len: u64) -> Result<(), GoldenError> {
         self.spa.free_range(&self.fs, obj, offset, len)?;
+        let fs = self.fs.clone();
+        self.model_op("free_range", |m| m.free_range(&fs, obj, offset, len))?;
         self.step("free_range");
         Ok(())
     }
@@ -390,6 +498,8 @@ impl<'h> Builder<'h> {
     /// Replace the bonus of `obj`.
     pub fn bonus(&mut self, obj: u64, bonustype: u8, bonus: &[u8]) -> Result<(), GoldenError> {
         self.spa.set_bonus(&self.fs, obj, bonustype, bonus)?;
+        let fs = self.fs.clone();
+        self.model_op("set_bonus", |m| m.set_bonus(&fs, obj, bonustype, bonus))?;
         self.step("set_bonus");
         Ok(())
     }

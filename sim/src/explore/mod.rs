@@ -1,12 +1,22 @@
 //! Crash-state exploration (`zsim explore SCENARIO`): build a golden scenario on a recording
-//! `SimDisk`, fingerprint the pool after the builder's steps (every committed txg, and every
+//! `SimDisk`, fingerprint the model after the builder's steps (every committed txg, and every
 //! step an intent-log replay can reach), then crash after every write and flush of the event
 //! log, import each combination of the cached writes (all when few, a seeded sample plus torn
 //! variants beyond) and check durability (design.md property 2, with the intent log),
 //! newest-uberblock import and integrity (5). Counterpart: the crash-state enumeration of
 //! ALICE/CrashMonkey. Uses `disk::Replayer`, `golden::build_on`, `oracle`; never the engine's
-//! internals. Invariant: a state is judged only against the recording (step fingerprints and
+//! internals. Files: `fingerprint.rs` (state fingerprints), `record.rs` (the recording).
+//! Invariant: a state is judged only against the recording (step fingerprints and
 //! flush/uberblock positions in the log); the run is a pure function of scenario and seed.
+//!
+//! The reference is the model: a step's fingerprint takes its dataset and snapshot names and
+//! every manifest from the `oracle::Model` that `golden::build_on` drives beside the engine,
+//! and the engine's own fingerprint of the step must equal it (else `EngineVsModel`: an
+//! engine bug while building). Taken from the engine while recording, because the model has
+//! no such data: snapshot guids, creation txgs and times, dataset props, which step committed
+//! which txg (checked against the log's uberblocks by `Timeline`), and a received object's
+//! maxblkid inside the range the model allows (`RecvMaxblkids::observed`). A crash state is
+//! read from the engine after import: that is what is judged.
 //!
 //! Acceptance (crash right after event k). Steps are numbered in builder order; step s owns
 //! the events recorded between the end of step s-1 and its own end; a step commits txg T when
@@ -46,14 +56,25 @@ use engine::limits::{UBERBLOCK_SLOT_SIZE, VDEV_LABELS, VDEV_LABEL_HEADER_SIZE, V
 use engine::spa::uberblock::UberblockPhys;
 use engine::vdev::label::{label_offset, uberblock_offset};
 use engine::vdev::{check_range, BlockDevice, VdevError};
-use engine::zio::blkptr::{BlkPtr, BP_BYTES};
-use engine::{MemoryDevice, Spa, SpaConfig};
+use engine::{Spa, SpaConfig};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::disk::CACHE_CAPACITY_WRITES_MAX;
-use crate::disk::{DiskConfig, DiskEvent, FaultEvent, Recording, Replayer, SimDisk};
-use crate::fault::{FaultConfig, RATE_PPM_MAX, SECTOR_SIZE};
+use crate::disk::{DiskEvent, FaultEvent, Replayer};
+use crate::fault::{RATE_PPM_MAX, SECTOR_SIZE};
+
+mod fingerprint;
+mod record;
+
+pub use fingerprint::{
+    fingerprint, first_difference, model_fingerprint, DatasetPrint, Fingerprint, ManifestStore,
+    ModelManifests, SnapPrint,
+};
+pub use record::{
+    device_bytes_for, record_scenario, record_scenario_as, record_scenario_with, BuildBug,
+    RecordConfig, ScenarioRecording, StepKind, StepPrints, StepRecord, TxgRecord,
+    BUILD_BUG_STRAY_BYTES,
+};
 
 /// Smallest device a scenario is explored on (the "16 MiB pool").
 pub const EXPLORE_DEVICE_BYTES_MIN: u64 = 16 << 20;
@@ -130,6 +151,19 @@ pub enum ExploreError {
         /// The builder's error.
         source: golden::GoldenError,
     },
+    /// While recording, the engine's own state after a step differs from the model's (or
+    /// lacks a snapshot the model has): an engine bug while building, or a model bug.
+    #[error("recording of {name}, step #{index} ({step}): engine vs model: {difference}")]
+    EngineVsModel {
+        /// Scenario name.
+        name: String,
+        /// Index of the step.
+        index: usize,
+        /// The step's name.
+        step: String,
+        /// The first difference (engine first, then the model's).
+        difference: String,
+    },
     /// The recording contradicts itself or the pool (a bug of the disk or the hook).
     #[error("recording of {name} is inconsistent: {reason}")]
     Recording {
@@ -138,505 +172,6 @@ pub enum ExploreError {
         /// What disagreed.
         reason: String,
     },
-}
-
-/// The committed state of one dataset: its snapshots and manifests.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DatasetPrint {
-    /// Full name.
-    pub name: String,
-    /// Properties, as `Debug` prints them.
-    pub props: String,
-    /// Snapshots, oldest first.
-    pub snapshots: Vec<SnapPrint>,
-    /// Manifest id (see `ManifestStore`) of the head.
-    pub head: usize,
-}
-
-/// One snapshot of a fingerprint.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SnapPrint {
-    /// Full name `pool/fs@snap`.
-    pub name: String,
-    /// Guid.
-    pub guid: u64,
-    /// Creation txg.
-    pub creation_txg: u64,
-    /// Creation time, seconds.
-    pub creation_time: u64,
-    /// Manifest id of its contents.
-    pub manifest: usize,
-}
-
-/// The pool's state fingerprint: every dataset, its snapshot list and the v1 manifest
-/// (without its header line) of every snapshot and head, by interned manifest id.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Fingerprint {
-    /// Datasets in name order.
-    pub datasets: Vec<DatasetPrint>,
-}
-
-/// Interned manifest bodies, and (with the cache on) objset root pointer -> manifest id.
-#[derive(Clone, Debug, Default)]
-pub struct ManifestStore {
-    texts: Vec<String>,
-    by_text: BTreeMap<String, usize>,
-    by_root: BTreeMap<[u8; BP_BYTES], usize>,
-    /// Manifests computed by reading the pool (cache misses).
-    pub computed: u64,
-}
-
-impl ManifestStore {
-    /// The manifest body of id `id`.
-    #[must_use]
-    pub fn text(&self, id: usize) -> &str {
-        &self.texts[id]
-    }
-
-    /// The id of the manifest of `name`, whose objset root is `root`.
-    fn id(
-        &mut self,
-        spa: &mut Spa,
-        name: &str,
-        root: &BlkPtr,
-        cache: bool,
-    ) -> Result<usize, String> {
-        let mut key = [0u8; BP_BYTES];
-        root.encode(&mut key);
-        if cache {
-            if let Some(&id) = self.by_root.get(&key) {
-                return Ok(id);
-            }
-        }
-        let text = oracle::manifest::manifest(spa, name)
-            .map_err(|e| format!("manifest of {name} unreadable: {e}"))?;
-        self.computed += 1;
-        let body = text.split_once('\n').map_or("", |(header, body)| {
-            assert!(header.starts_with("# manifest v1"), "{header}");
-            body
-        });
-        let next = self.texts.len();
-        let id = *self.by_text.entry(body.to_owned()).or_insert(next);
-        if id == next {
-            self.texts.push(body.to_owned());
-        }
-        if cache {
-            self.by_root.insert(key, id);
-        }
-        assert!(id < self.texts.len());
-        Ok(id)
-    }
-}
-
-/// The fingerprint of `spa` as it is now, pending changes included: a head with unsynced
-/// changes differs from its synced root, so while the pool is dirty heads are read in full
-/// (snapshots are synced and immutable, so their roots stay valid cache keys).
-///
-/// # Errors
-/// A read error or an inconsistency between the pool's listings, described.
-pub fn fingerprint(
-    spa: &mut Spa,
-    store: &mut ManifestStore,
-    cache: bool,
-) -> Result<Fingerprint, String> {
-    let head_cache = cache && !spa.is_dirty() && spa.syncing_txg().is_none();
-    let (trees, _) = spa.pool_trees();
-    let mut datasets = Vec::new();
-    for fs in spa.datasets() {
-        let tree = trees.iter().find(|t| t.name == fs).ok_or(format!("{fs}: no synced tree"))?;
-        let infos = spa.snapshots(&fs).map_err(|e| format!("snapshots of {fs}: {e}"))?;
-        if infos.len() != tree.snapshots.len() {
-            return Err(format!("{fs}: snapshot list and trees disagree"));
-        }
-        let mut snapshots = Vec::with_capacity(infos.len());
-        for (info, (_, txg, root)) in infos.into_iter().zip(&tree.snapshots) {
-            if info.creation_txg != *txg {
-                return Err(format!(
-                    "{}: listed txg {} vs tree txg {txg}",
-                    info.name, info.creation_txg
-                ));
-            }
-            let manifest = store.id(spa, &info.name, root, cache)?;
-            snapshots.push(SnapPrint {
-                name: info.name,
-                guid: info.guid,
-                creation_txg: info.creation_txg,
-                creation_time: info.creation_time,
-                manifest,
-            });
-        }
-        let props = spa.dataset_props(&fs).map_err(|e| format!("props of {fs}: {e}"))?;
-        let head = store.id(spa, &fs, &tree.head, head_cache)?;
-        datasets.push(DatasetPrint { name: fs, props: format!("{props:?}"), snapshots, head });
-    }
-    Ok(Fingerprint { datasets })
-}
-
-/// What the first difference between two fingerprints is, if any.
-#[must_use]
-pub fn first_difference(
-    store: &ManifestStore,
-    got: &Fingerprint,
-    want: &Fingerprint,
-) -> Option<String> {
-    let names = |f: &Fingerprint| f.datasets.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
-    if names(got) != names(want) {
-        return Some(format!("datasets {:?}, want {:?}", names(got), names(want)));
-    }
-    for (g, w) in got.datasets.iter().zip(&want.datasets) {
-        if g.props != w.props {
-            return Some(format!("{}: props {}, want {}", g.name, g.props, w.props));
-        }
-        let snaps = |d: &DatasetPrint| {
-            d.snapshots.iter().map(|s| (s.name.clone(), s.guid, s.creation_txg)).collect::<Vec<_>>()
-        };
-        if snaps(g) != snaps(w) {
-            return Some(format!("{}: snapshots {:?}, want {:?}", g.name, snaps(g), snaps(w)));
-        }
-        let pairs = g.snapshots.iter().map(|s| (&s.name, s.manifest));
-        let wants = w.snapshots.iter().map(|s| s.manifest);
-        let heads = std::iter::once((&g.name, g.head)).zip(std::iter::once(w.head));
-        for ((name, gid), wid) in pairs.zip(wants).chain(heads) {
-            if gid != wid {
-                return Some(format!(
-                    "{name}: {}",
-                    manifest_diff(store.text(gid), store.text(wid))
-                ));
-            }
-        }
-    }
-    None
-}
-
-/// The first differing manifest line.
-fn manifest_diff(got: &str, want: &str) -> String {
-    let (mut g, mut w) = (got.lines(), want.lines());
-    loop {
-        match (g.next(), w.next()) {
-            (Some(a), Some(b)) if a == b => continue,
-            (a, b) => {
-                let show = |l: Option<&str>| l.map_or("(end)".to_owned(), str::to_owned);
-                return format!("manifest line {:?}, want {:?}", show(a), show(b));
-            }
-        }
-    }
-}
-
-/// One committed txg of the recording.
-#[derive(Clone, Debug)]
-pub struct TxgRecord {
-    /// The scenario step that committed it (`"snapshot"`, `"create"`, ...).
-    pub step: String,
-    /// Index of that step in `ScenarioRecording::steps`.
-    pub step_index: usize,
-    /// The pool's fingerprint right after it committed.
-    pub print: Fingerprint,
-}
-
-/// What a builder step means to the intent-log rules (by the hook's step name).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StepKind {
-    /// `"fsync"`: every earlier change is durable in the intent log once its flush returns.
-    Fsync,
-    /// `"import"`: the host crashed (`Builder::crash_and_import`) and the pool was imported.
-    Import,
-    /// Any other step.
-    Other,
-}
-
-impl StepKind {
-    /// The kind of the step the hook names `name`.
-    #[must_use]
-    pub fn of(name: &str) -> Self {
-        match name {
-            "fsync" => Self::Fsync,
-            "import" => Self::Import,
-            _ => Self::Other,
-        }
-    }
-}
-
-/// One builder step of the recording.
-#[derive(Clone, Debug)]
-pub struct StepRecord {
-    /// The hook's step name (`"write"`, `"fsync"`, ...).
-    pub name: String,
-    /// Its kind.
-    pub kind: StepKind,
-    /// Its events are `events_start..events_end` of the log.
-    pub events_start: usize,
-    /// See `events_start`.
-    pub events_end: usize,
-    /// The txg it committed, if any.
-    pub committed: Option<u64>,
-    /// Dropped by the scenario's own crash: after the last fsync or commit before an
-    /// `"import"` step, so no later state can hold it.
-    pub lost: bool,
-    /// The pool's fingerprint right after the step; `None` for a step no crash state can be
-    /// compared with (see `StepPrints::Reachable`).
-    pub print: Option<Fingerprint>,
-}
-
-/// Which steps a recording fingerprints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StepPrints {
-    /// Steps that commit a txg and steps a replay can reach: those followed by an fsync step
-    /// before the next commit or import (found by a first, unrecorded build). No other step
-    /// is ever compared with a crash state (see the module doc), and a head with pending
-    /// changes is read in full, which is slow for the large scenarios.
-    Reachable,
-    /// Every step.
-    Every,
-}
-
-/// A scenario run on a recording disk: the event log and the fingerprint of every txg.
-#[derive(Clone, Debug)]
-pub struct ScenarioRecording {
-    /// Scenario name.
-    pub name: String,
-    /// Device size used.
-    pub device_bytes: u64,
-    /// The disk's events from a zeroed device.
-    pub recording: Recording,
-    /// Every committed txg, ascending and consecutive.
-    pub txgs: BTreeMap<u64, TxgRecord>,
-    /// Every builder step, in order; their event ranges tile the log.
-    pub steps: Vec<StepRecord>,
-    /// Manifests of the recorded fingerprints.
-    pub manifests: ManifestStore,
-}
-
-/// The smallest device (`EXPLORE_DEVICE_BYTES_MIN` doubled as needed) scenario `name`
-/// builds on, probed on an in-memory device.
-///
-/// # Errors
-/// `UnknownScenario`; `Build` when even `EXPLORE_DEVICE_BYTES_MAX` does not do.
-pub fn device_bytes_for(name: &str) -> Result<u64, ExploreError> {
-    if golden::about(name).is_none() {
-        return Err(ExploreError::UnknownScenario(name.to_owned()));
-    }
-    let mut device_bytes = EXPLORE_DEVICE_BYTES_MIN;
-    loop {
-        let dev = Box::new(MemoryDevice::new(device_bytes));
-        match golden::build_on(name, dev, &mut |_, _| {}) {
-            Ok(_) => return Ok(device_bytes),
-            Err(source) if device_bytes >= EXPLORE_DEVICE_BYTES_MAX => {
-                return Err(ExploreError::Build { name: name.to_owned(), device_bytes, source });
-            }
-            Err(_) => device_bytes *= 2,
-        }
-    }
-}
-
-/// Per step, from (kind, commits a txg) of every step: (lost, reachable by a replay or a
-/// commit). One pass from the end: an fsync makes the steps before it reachable back to the
-/// previous commit (an fsync that also commits logged them first); an import loses the
-/// steps after the last fsync or commit before it.
-fn step_plan(steps: &[(StepKind, bool)]) -> (Vec<bool>, Vec<bool>) {
-    let mut lost = vec![false; steps.len()];
-    let mut reachable = vec![false; steps.len()];
-    let (mut fsync_follows, mut import_follows) = (false, false);
-    for (s, &(kind, commits)) in steps.iter().enumerate().rev() {
-        if kind == StepKind::Fsync {
-            (fsync_follows, import_follows) = (true, false);
-        }
-        lost[s] = import_follows && !commits;
-        reachable[s] = commits || (fsync_follows && !lost[s]);
-        if commits && kind != StepKind::Fsync {
-            (fsync_follows, import_follows) = (false, false);
-        }
-        if kind == StepKind::Import {
-            (fsync_follows, import_follows) = (false, true);
-        }
-    }
-    (lost, reachable)
-}
-
-/// (kind, commits a txg) of every step of scenario `name`, from an unrecorded build on an
-/// in-memory device of `device_bytes` (the steps do not depend on the device's kind).
-fn step_shapes(name: &str, device_bytes: u64) -> Result<Vec<(StepKind, bool)>, ExploreError> {
-    let mut shapes = Vec::new();
-    let mut last = None;
-    let dev = Box::new(MemoryDevice::new(device_bytes));
-    let built = golden::build_on(name, dev, &mut |spa, step| {
-        let synced = spa.last_synced_txg();
-        shapes.push((StepKind::of(step), last != Some(synced)));
-        last = Some(synced);
-    });
-    match built {
-        Ok(_) => Ok(shapes),
-        Err(golden::GoldenError::UnknownScenario(n)) => Err(ExploreError::UnknownScenario(n)),
-        Err(source) => Err(ExploreError::Build { name: name.to_owned(), device_bytes, source }),
-    }
-}
-
-/// The hook's bookkeeping while a scenario runs.
-struct Recorder {
-    disk: SimDisk,
-    /// Per step, whether to fingerprint it (`None`: every step).
-    wanted: Option<Vec<bool>>,
-    steps: Vec<StepRecord>,
-    txgs: BTreeMap<u64, TxgRecord>,
-    store: ManifestStore,
-    cache: bool,
-    failure: Option<String>,
-}
-
-impl Recorder {
-    /// After each step: note where its events end and what it committed, and fingerprint
-    /// it if wanted (a newly committed txg always; the pool must then be clean).
-    fn step(&mut self, spa: &mut Spa, step: &str) {
-        if self.failure.is_some() {
-            return;
-        }
-        let index = self.steps.len();
-        let stats = self.disk.stats();
-        // With faults off, every (non-empty) write, flush and destage is one event.
-        let events = stats.writes + stats.flushes + stats.destages;
-        let events_end = usize::try_from(events).expect("invariant: event count fits usize");
-        let events_start = self.steps.last().map_or(0, |p| p.events_end);
-        let synced = spa.last_synced_txg();
-        let last = self.txgs.last_key_value().map(|(&t, _)| t);
-        let committed = (last != Some(synced)).then_some(synced);
-        if committed.is_some() {
-            if let Some(t) = last.filter(|&t| synced > t + 1) {
-                // A receive commits several txgs (its start, its end); what it received
-                // becomes visible only at its end, so every earlier one must look as the
-                // pool did before it (receive atomicity). Other steps commit one txg.
-                if step != "recv" {
-                    self.failure = Some(format!("step {step} committed txgs {t}+1..={synced}"));
-                    return;
-                }
-                let before = self.txgs[&t].clone();
-                for mid in t + 1..synced {
-                    let record =
-                        TxgRecord { step: step.to_owned(), step_index: index, ..before.clone() };
-                    self.txgs.insert(mid, record);
-                }
-            }
-            if spa.is_dirty() || spa.syncing_txg().is_some() {
-                self.failure = Some(format!("step {step} committed txg {synced} but left changes"));
-                return;
-            }
-        }
-        let wanted = committed.is_some()
-            || self.wanted.as_ref().is_none_or(|w| w.get(index).copied().unwrap_or(true));
-        let print = if wanted {
-            match fingerprint(spa, &mut self.store, self.cache) {
-                Ok(print) => Some(print),
-                Err(e) => {
-                    self.failure = Some(format!("step {index} ({step}): {e}"));
-                    return;
-                }
-            }
-        } else {
-            None
-        };
-        if let (Some(txg), Some(print)) = (committed, &print) {
-            let record =
-                TxgRecord { step: step.to_owned(), step_index: index, print: print.clone() };
-            self.txgs.insert(txg, record);
-        }
-        self.steps.push(StepRecord {
-            name: step.to_owned(),
-            kind: StepKind::of(step),
-            events_start,
-            events_end,
-            committed,
-            lost: false,
-            print,
-        });
-    }
-}
-
-/// Run scenario `name` on a recording disk of `device_bytes` (faults off, a cache that
-/// never destages) and fingerprint every committed txg and every step a replay can reach.
-///
-/// # Errors
-/// `UnknownScenario`, `Build`, `Recording`.
-pub fn record_scenario(
-    name: &str,
-    device_bytes: u64,
-    manifest_cache: bool,
-) -> Result<ScenarioRecording, ExploreError> {
-    record_scenario_with(name, device_bytes, manifest_cache, StepPrints::Reachable)
-}
-
-/// `record_scenario`, fingerprinting the steps `prints` selects.
-///
-/// # Errors
-/// `UnknownScenario`, `Build`, `Recording`.
-pub fn record_scenario_with(
-    name: &str,
-    device_bytes: u64,
-    manifest_cache: bool,
-    prints: StepPrints,
-) -> Result<ScenarioRecording, ExploreError> {
-    let inconsistent = |reason: String| ExploreError::Recording { name: name.to_owned(), reason };
-    let planned = match prints {
-        StepPrints::Reachable => Some(step_shapes(name, device_bytes)?),
-        StepPrints::Every => None,
-    };
-    let config = DiskConfig {
-        cache_capacity_writes: CACHE_CAPACITY_WRITES_MAX,
-        faults: FaultConfig::NONE,
-        record_events: true,
-    };
-    let disk = SimDisk::new(device_bytes, config, 0);
-    let mut rec = Recorder {
-        disk: disk.clone(),
-        wanted: planned.as_ref().map(|shapes| step_plan(shapes).1),
-        steps: Vec::new(),
-        txgs: BTreeMap::new(),
-        store: ManifestStore::default(),
-        cache: manifest_cache,
-        failure: None,
-    };
-    let built =
-        golden::build_on(name, Box::new(disk.clone()), &mut |spa, step| rec.step(spa, step));
-    match built {
-        Ok(sc) => drop(sc),
-        Err(golden::GoldenError::UnknownScenario(n)) => {
-            return Err(ExploreError::UnknownScenario(n));
-        }
-        Err(source) => {
-            return Err(ExploreError::Build { name: name.to_owned(), device_bytes, source });
-        }
-    }
-    if let Some(reason) = rec.failure {
-        return Err(inconsistent(reason));
-    }
-    let recording = disk.take_recording().ok_or_else(|| inconsistent("not recording".into()))?;
-    if disk.cached_writes() != 0 {
-        return Err(inconsistent("writes still cached after the final sync".into()));
-    }
-    assert!(!rec.txgs.is_empty(), "pool creation commits a txg");
-    let mut steps = rec.steps;
-    let shapes: Vec<(StepKind, bool)> =
-        steps.iter().map(|s| (s.kind, s.committed.is_some())).collect();
-    if planned.as_ref().is_some_and(|p| *p != shapes) {
-        return Err(inconsistent("the steps differ from those of the first build".into()));
-    }
-    let ends = steps.last().map_or(0, |s| s.events_end);
-    if ends != recording.events.len() {
-        return Err(inconsistent(format!(
-            "steps end at event {ends} of {}",
-            recording.events.len()
-        )));
-    }
-    for (step, lost) in steps.iter_mut().zip(step_plan(&shapes).0) {
-        step.lost = lost;
-    }
-    let out = ScenarioRecording {
-        name: name.to_owned(),
-        device_bytes,
-        recording,
-        txgs: rec.txgs,
-        steps,
-        manifests: rec.store,
-    };
-    Timeline::new(&out, &out.recording.events).map_err(inconsistent)?;
-    Ok(out)
 }
 
 /// A deliberately broken disk, made by rewriting a correct recording's event log.
@@ -1648,6 +1183,7 @@ pub fn cmd_explore(name: &str, seed: u64) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
+    use super::record::step_plan;
     use super::*;
 
     #[test]
