@@ -455,6 +455,9 @@ impl World {
         };
         let spa = Spa::create(Box::new(disk.clone()), SIM_POOL, spa_cfg)
             .map_err(|e| format!("create: {e}"))?;
+        // The disk draws its faults (faults, unrestricted profiles) from its own generator in
+        // I/O order, not keyed to ops: a shrunk list may see other faults than the full seed.
+        // Crashes (all crashing profiles) are keyed (`schedule`, `SimDisk::crash_seeded`).
         disk.set_faults(cfg.profile.fault_config());
         let model = Model::new(SIM_POOL);
         let backup = Backup::new(seeds.backup, cfg.profile, spa_cfg)?;

@@ -2,8 +2,8 @@
 //! data shrink to a handful of operations that still fail the same way, because each op keeps
 //! its key and with it its think time, the crash after it and that crash's disk choices
 //! (sim/src/schedule.rs, issue 10); and the regression test `zsim shrink` prints, pasted as
-//! is, compiles and fails as it claims. Shrinking runs the seed some dozens of times: about
-//! ten seconds in a debug build.
+//! is, compiles and fails as it claims. A shrink runs the seed a few dozen times: a few
+//! seconds in a debug build.
 
 use sim::fault::Profile;
 use sim::run::{run_ops, SimConfig};
