@@ -3,7 +3,8 @@
 //! the streams of `Op::SendRecv` ops flagged `SEND_FLAG_REMOTE` (`oracle::replica` does the
 //! send, the receive and the per-stream checks against the model). Here, after each such
 //! op: the whole backup pool against its model (conformance, and integrity where the disk
-//! keeps its promises); at seeded ops a crash state in the middle of the receive (the
+//! keeps its promises); at seeded ops (choices keyed to the op, `schedule`) a crash state in
+//! the middle of the receive (the
 //! disk's writes during the receive are recorded and replayed up to a seeded event, with a
 //! seeded subset of the cached sectors kept: the pool must import and equal the model from
 //! before or from after the receive); and at seeded ops a power cut right after it (a
@@ -21,6 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::disk::{image_at, DiskConfig, SimDisk};
 use crate::fault::{FaultConfig, Profile};
 use crate::run::mix;
+use crate::schedule::{key_rng, OpKey, Purpose};
 
 /// Name of the backup pool.
 pub const BACKUP_POOL: &str = "bk";
@@ -53,7 +55,8 @@ pub struct Backup {
     spa: Option<Spa>,
     disk: SimDisk,
     model: Model,
-    rng: ChaCha8Rng,
+    /// Base of the choices keyed to ops.
+    key_seed: u64,
     profile: Profile,
     spa_cfg: SpaConfig,
     /// What the backup side did.
@@ -76,7 +79,7 @@ impl Backup {
             spa: Some(spa),
             disk,
             model: Model::new(BACKUP_POOL),
-            rng,
+            key_seed: rng.random(),
             profile,
             spa_cfg,
             report: BackupReport::default(),
@@ -87,14 +90,16 @@ impl Backup {
         self.profile != Profile::None && self.profile != Profile::Crash
     }
 
-    /// Run `op` (an `Op::SendRecv`) from `src`/`model` into this pool, then its checks.
-    /// `Ok(None)`: the backup pool is gone (unrestricted profile: detected, not modelled).
+    /// Run `op` (an `Op::SendRecv`, keyed `key`) from `src`/`model` into this pool, then its
+    /// checks. `Ok(None)`: the backup pool is gone (unrestricted profile: detected, not
+    /// modelled).
     ///
     /// # Errors
     /// A violation, described.
     pub fn send_recv(
         &mut self,
         op: &Op,
+        key: OpKey,
         src: &mut Spa,
         model: &mut Model,
         src_lenient: bool,
@@ -108,9 +113,11 @@ impl Backup {
             let fs = to.split_once('@').map_or(to.as_str(), |(fs, _)| fs);
             let _ = between.dataset_destroy(&oracle::replica::target_fs(fs, BACKUP_POOL, false));
         }
-        let mid_crash = self.rng.random_range(0..100) < BACKUP_MID_RECV_CRASH_PCT;
-        let crash_after = self.rng.random_range(0..100) < BACKUP_CRASH_AFTER_PCT;
-        let state_seed: u64 = self.rng.random();
+        let mut rng = key_rng(self.key_seed, key, Purpose::Backup);
+        let mid_crash = rng.random_range(0..100) < BACKUP_MID_RECV_CRASH_PCT;
+        let crash_after = rng.random_range(0..100) < BACKUP_CRASH_AFTER_PCT;
+        let state_seed: u64 = rng.random();
+        let crash_seed: u64 = rng.random();
         let base = mid_crash.then(|| self.disk.start_recording());
         let lenient = src_lenient || self.lenient();
         let spa = self.spa.as_mut().expect("invariant: backup pool imported");
@@ -119,7 +126,7 @@ impl Backup {
         let r = r.map_err(|d| format!("backup: {d}"))?;
         if self.spa.as_ref().is_some_and(Spa::is_suspended) {
             self.report.detections += 1;
-            if !self.recover(&before, "suspended during a receive")? {
+            if !self.recover(&before, "suspended during a receive", crash_seed)? {
                 return Ok(None);
             }
             return Ok(Some(r));
@@ -132,7 +139,8 @@ impl Backup {
             }
         }
         self.check()?;
-        if crash_after && self.profile.crashes() && !self.recover(&self.model.clone(), "")? {
+        let cut = crash_after && self.profile.crashes();
+        if cut && !self.recover(&self.model.clone(), "", crash_seed)? {
             return Ok(None);
         }
         Ok(Some(r))
@@ -180,12 +188,12 @@ impl Backup {
         ))
     }
 
-    /// Power cut of the backup disk, import, and match `want` (or the current model).
-    /// False if the pool is gone (unrestricted: detected).
-    fn recover(&mut self, want: &Model, why: &str) -> Result<bool, String> {
+    /// Power cut of the backup disk (its choices seeded by `crash_seed`), import, and match
+    /// `want` (or the current model). False if the pool is gone (unrestricted: detected).
+    fn recover(&mut self, want: &Model, why: &str, crash_seed: u64) -> Result<bool, String> {
         self.report.crashes += 1;
         drop(self.spa.take());
-        let _ = self.disk.crash_detailed();
+        let _ = self.disk.crash_seeded(crash_seed);
         let spa = match Spa::import(Box::new(self.disk.clone()), self.spa_cfg, None) {
             Ok(spa) => spa,
             Err(_) if self.profile == Profile::Unrestricted => {

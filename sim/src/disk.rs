@@ -235,7 +235,19 @@ impl SimDisk {
     /// As `crash`, also returning the per-sector choices (see `CrashImage`).
     #[must_use]
     pub fn crash_detailed(&self) -> CrashImage {
-        self.lock().crash()
+        let mut st = self.lock();
+        let mut rng = st.rng.clone();
+        let image = st.crash(&mut rng);
+        st.rng = rng;
+        image
+    }
+
+    /// As `crash_detailed`, with the choices (keep rate, kept sectors, torn write) drawn from
+    /// a generator seeded by `seed` instead of the disk's own: the run loop keys each crash to
+    /// the operation it follows, so a shrunk operation list keeps its crashes' choices.
+    #[must_use]
+    pub fn crash_seeded(&self, seed: u64) -> CrashImage {
+        self.lock().crash(&mut ChaCha8Rng::seed_from_u64(seed))
     }
 
     /// The durable image now (what a crash keeping no cached sector would leave).
@@ -661,8 +673,8 @@ impl DiskState {
     }
 
     /// Power loss (see `SimDisk::crash`).
-    fn crash(&mut self) -> CrashImage {
-        let kept = self.crash_choices();
+    fn crash(&mut self, rng: &mut ChaCha8Rng) -> CrashImage {
+        let kept = self.crash_choices(rng);
         let mut image = std::mem::take(&mut self.durable);
         for (pending, keep) in self.cache.iter().zip(&kept) {
             apply_kept(&mut image, pending.offset, &pending.data, keep);
@@ -680,17 +692,17 @@ impl DiskState {
 
     /// Per-sector keep choices for the cached writes: one keep rate drawn per crash, one draw
     /// per sector, and maybe a torn newest write (a prefix kept, the rest dropped).
-    fn crash_choices(&mut self) -> Vec<Vec<bool>> {
-        let keep_ppm = self.rng.random_range(0..=RATE_PPM_MAX);
+    fn crash_choices(&mut self, rng: &mut ChaCha8Rng) -> Vec<Vec<bool>> {
+        let keep_ppm = rng.random_range(0..=RATE_PPM_MAX);
         let mut kept: Vec<Vec<bool>> = Vec::with_capacity(self.cache.len());
         for pending in &self.cache {
             let sectors = pending.data.len() / SECTOR_BYTES;
-            let keep = (0..sectors).map(|_| self.rng.random_range(0..RATE_PPM_MAX) < keep_ppm);
+            let keep = (0..sectors).map(|_| rng.random_range(0..RATE_PPM_MAX) < keep_ppm);
             kept.push(keep.collect());
         }
         if let Some(newest) = kept.last_mut() {
-            if self.config.faults.torn_write.fires(&mut self.rng) {
-                let prefix = self.rng.random_range(0..newest.len());
+            if self.config.faults.torn_write.fires(rng) {
+                let prefix = rng.random_range(0..newest.len());
                 for (i, keep) in newest.iter_mut().enumerate() {
                     *keep = i < prefix;
                 }

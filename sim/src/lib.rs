@@ -13,5 +13,6 @@ pub mod lenient;
 pub mod main_job;
 pub mod run;
 pub mod sched;
+pub mod schedule;
 pub mod shrink;
 pub mod trace;

@@ -2,10 +2,11 @@
 //! the seed's operations to the engine and the reference model under one lock (so both see
 //! one serial order) while a txg sync task, driven by virtual time (txg timeout) and dirty
 //! limits, quiesces the open txg and runs its sync one phase at a time with disk latency in
-//! between, so txg N syncs while clients write into N+1; a crash task cuts power at seeded
-//! moments, often mid-sync. Checks: conformance after every op (1), durability after every
-//! crash or suspension (2), integrity after every commit (5), detection under faults (7).
-//! Called by `zsim run/replay/shrink`, main_job and sim's tests; calls engine, oracle, disk.
+//! between, so txg N syncs while clients write into N+1; power is cut after seeded ops (the
+//! `schedule`, keyed to each op), often mid-sync. Checks: conformance after every op (1),
+//! durability after every crash or suspension (2), integrity after every commit (5),
+//! detection under faults (7). Called by `zsim run/replay/shrink`, main_job and sim's tests;
+//! calls engine, oracle, disk, schedule.
 //! Durability bound: the model is snapshotted when `txg_quiesce` hands txg N to syncing, so a
 //! crash accepts {model at the last commit, model at the quiesce of the syncing txg}, each
 //! plus the intent-log replay import reports: per filesystem, a prefix of the successful
@@ -33,6 +34,10 @@ use crate::disk::{DiskConfig, SimDisk};
 use crate::fault::{FaultConfig, Profile};
 use crate::intent::LogTracker;
 use crate::sched::{self, Executor};
+use crate::schedule::{
+    keyed, CrashPlan, KeyedOp, OpKey, Timing, DIRTY_SYNC_BYTES_MAX, FINAL_CRASH_KEY,
+    MID_SYNC_INTO_US_MAX, MID_SYNC_WAIT_MAX,
+};
 use crate::trace::{OpContext, Trace};
 
 /// Pool name used by every simulation.
@@ -45,37 +50,20 @@ pub const OPS_PER_SEED_DEFAULT: usize = 120;
 pub const OPS_PER_SEED_MAX: usize = 10_000;
 /// Default simulated disk size.
 pub const SIM_DEVICE_BYTES_DEFAULT: u64 = 16 << 20;
-/// Client tasks per run, drawn in this range.
-pub const CLIENTS_MIN: usize = 2;
-/// Most client tasks per run.
-pub const CLIENTS_MAX: usize = 4;
-/// A client's mean think time between operations, drawn per client in this range (ms).
-pub const THINK_MEAN_MS_MIN: u64 = 10;
-/// Longest mean think time (ms).
-pub const THINK_MEAN_MS_MAX: u64 = 100;
 /// How often the sync task looks at the txg timer and the dirty limits.
 pub const SYNC_TICK: Duration = Duration::from_millis(20);
 /// Txg timeout handed to the engine (host seconds; virtual time feeds `set_time`).
 pub const TXG_TIMEOUT_SECS_SIM: u64 = 1;
 /// Dirty bytes at which a write syncs inline (the engine's hard limit).
 pub const DIRTY_BYTES_MAX_SIM: u64 = 4 << 20;
-/// The sync task quiesces once the open txg holds this many dirty bytes, drawn per run in
-/// [min, max] (ZFS's zfs_dirty_data_sync: well below the hard limit).
-pub const DIRTY_SYNC_BYTES_MIN: u64 = 8 << 10;
-/// Largest soft dirty limit.
-pub const DIRTY_SYNC_BYTES_MAX: u64 = 512 << 10;
 /// Simulated write bandwidth of the disk, for the latency of the write phases.
 pub const DISK_BYTES_PER_SEC: u64 = 200 << 20;
 /// Latency of a cache flush, drawn in this range (ms).
 pub const FLUSH_LATENCY_MS_MIN: u64 = 2;
 /// Longest flush latency (ms).
 pub const FLUSH_LATENCY_MS_MAX: u64 = 40;
-/// Mean crashes per seed in crashing profiles (plus a final one).
-pub const CRASHES_PER_SEED_MEAN: u64 = 4;
-/// Share of crashes (percent) that wait for a sync in progress and cut into it.
-pub const MID_SYNC_CRASH_PCT: u32 = 50;
-/// Longest wait of such a crash for a sync to start.
-pub const MID_SYNC_WAIT_MAX: Duration = Duration::from_secs(2);
+/// How often a client waiting for a pending crash (one that waits for a sync) looks again.
+pub const CRASH_PENDING_POLL: Duration = Duration::from_millis(1);
 /// Virtual time after which a run is declared stuck.
 pub const SIM_VIRTUAL_TIME_MAX: Duration = Duration::from_secs(3600);
 /// Committed txgs whose model the unrestricted profile keeps (import may rewind far).
@@ -85,12 +73,9 @@ pub const IMPORT_TRIES_MAX: u32 = 4;
 /// Host time (seconds) at virtual time zero.
 pub const HOST_EPOCH_SECS: u64 = 1_700_000_000;
 
-const _: () = assert!(CLIENTS_MIN >= 1 && CLIENTS_MIN <= CLIENTS_MAX);
-const _: () = assert!(THINK_MEAN_MS_MIN >= 1 && THINK_MEAN_MS_MIN <= THINK_MEAN_MS_MAX);
-const _: () = assert!(DIRTY_SYNC_BYTES_MIN <= DIRTY_SYNC_BYTES_MAX);
 const _: () = assert!(DIRTY_SYNC_BYTES_MAX < DIRTY_BYTES_MAX_SIM);
 const _: () = assert!(FLUSH_LATENCY_MS_MIN >= 1 && FLUSH_LATENCY_MS_MIN <= FLUSH_LATENCY_MS_MAX);
-const _: () = assert!(MID_SYNC_CRASH_PCT <= 100);
+const _: () = assert!(MID_SYNC_INTO_US_MAX == FLUSH_LATENCY_MS_MAX * 1000);
 
 /// Knobs of a simulation run.
 #[derive(Clone, Copy, Debug)]
@@ -188,12 +173,13 @@ pub fn mix(x: u64) -> u64 {
 struct Seeds {
     ops: u64,
     disk: u64,
+    /// Base of the crash choices keyed to ops (`schedule`).
     crash: u64,
     /// madsim's (or the fallback's) scheduling choices.
     sched: u64,
     /// Clients, think times, dirty limit, sync latencies.
     timing: u64,
-    /// The backup pool's disk and its crash choices.
+    /// The backup pool's disk, and the base of its choices keyed to ops.
     backup: u64,
 }
 
@@ -209,10 +195,10 @@ fn split(seed: u64) -> Seeds {
     }
 }
 
-/// The operation list of `seed` under `cfg`.
+/// The operation list of `seed` under `cfg`, each op keyed by its index.
 #[must_use]
-pub fn ops_for(seed: u64, cfg: &SimConfig) -> Vec<Op> {
-    random_ops(split(seed).ops, cfg.ops_per_seed, &cfg.gen)
+pub fn ops_for(seed: u64, cfg: &SimConfig) -> Vec<KeyedOp> {
+    keyed(random_ops(split(seed).ops, cfg.ops_per_seed, &cfg.gen))
 }
 
 /// Run `seed` with its own operation list.
@@ -221,10 +207,17 @@ pub fn run_seed(seed: u64, cfg: &SimConfig, verbose: bool) -> SeedReport {
     run_ops(seed, &ops_for(seed, cfg), cfg, verbose)
 }
 
-/// Run an explicit operation list with the disk, timing and crash schedule of `seed`
-/// (shrinking). A panic (a broken engine invariant) is reported as the seed's failure.
+/// Run an explicit list of keyed operations (a subsequence of `ops_for(seed, cfg)`, as a
+/// shrink makes) with the disk, timing and crash schedule of `seed`: each op keeps the think
+/// time and the crash that its key draws (`schedule`), whatever else the list holds; the crash
+/// chances follow `cfg.ops_per_seed`, the generated length. A panic (a broken engine
+/// invariant) is reported as the seed's failure.
+///
+/// # Panics
+/// If the keys are not strictly increasing.
 #[must_use]
-pub fn run_ops(seed: u64, ops: &[Op], cfg: &SimConfig, verbose: bool) -> SeedReport {
+pub fn run_ops(seed: u64, ops: &[KeyedOp], cfg: &SimConfig, verbose: bool) -> SeedReport {
+    assert!(ops.windows(2).all(|w| w[0].0 < w[1].0), "op keys must increase");
     let seeds = split(seed);
     let ops = ops.to_vec();
     let cfg = *cfg;
@@ -240,98 +233,86 @@ pub fn run_ops(seed: u64, ops: &[Op], cfg: &SimConfig, verbose: bool) -> SeedRep
     }
 }
 
-/// Timing of one run, drawn from the timing sub-seed in a fixed order.
-struct Timing {
-    /// Mean think time of each client.
-    think_mean_ms: Vec<u64>,
-    /// Seed of each client's think-time generator.
-    client_seeds: Vec<u64>,
-    /// The sync task's soft dirty limit.
-    dirty_sync_bytes: u64,
-    /// Seed of the sync task's latency generator.
-    sync_seed: u64,
-}
-
-impl Timing {
-    fn draw(seed: u64) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let clients = rng.random_range(CLIENTS_MIN..=CLIENTS_MAX);
-        let think_mean_ms: Vec<u64> =
-            (0..clients).map(|_| rng.random_range(THINK_MEAN_MS_MIN..=THINK_MEAN_MS_MAX)).collect();
-        let client_seeds: Vec<u64> = (0..clients).map(|_| rng.random()).collect();
-        let shift_min = DIRTY_SYNC_BYTES_MIN.trailing_zeros();
-        let shift = rng.random_range(shift_min..=DIRTY_SYNC_BYTES_MAX.trailing_zeros());
-        let dirty_sync_bytes = (1u64 << shift).clamp(DIRTY_SYNC_BYTES_MIN, DIRTY_SYNC_BYTES_MAX);
-        let sync_seed = rng.random();
-        assert_eq!(think_mean_ms.len(), client_seeds.len());
-        Self { think_mean_ms, client_seeds, dirty_sync_bytes, sync_seed }
-    }
-
-    /// Mean virtual time between crashes: the expected run length over the crash count.
-    fn crash_interval_mean(&self, ops: usize) -> Duration {
-        let ops_per_sec: f64 = self.think_mean_ms.iter().map(|&m| 1000.0 / m as f64).sum();
-        let run_secs = ops as f64 / ops_per_sec;
-        Duration::from_secs_f64(run_secs / CRASHES_PER_SEED_MEAN as f64).max(sched::SLEEP_MIN)
-    }
-}
-
 type Shared = Rc<RefCell<World>>;
 
 /// The whole simulation: spawn the tasks, wait for the clients, stop the rest, finish.
 async fn simulate(
     seed: u64,
     seeds: Seeds,
-    ops: Vec<Op>,
+    ops: Vec<KeyedOp>,
     cfg: SimConfig,
     verbose: bool,
 ) -> SeedReport {
-    let timing = Timing::draw(seeds.timing);
-    let n_ops = ops.len();
+    let timing = Rc::new(Timing::draw(seeds.timing, seeds.crash, cfg.ops_per_seed));
     let world = match World::start(seed, &seeds, ops, &cfg, &timing, verbose) {
         Ok(w) => Rc::new(RefCell::new(w)),
         Err(msg) => return SeedReport { seed, failure: Some(msg), ..SeedReport::default() },
     };
+    let crashes = cfg.profile.crashes();
     let clients: Vec<_> = (0..timing.think_mean_ms.len())
-        .map(|c| {
-            let rng = ChaCha8Rng::seed_from_u64(timing.client_seeds[c]);
-            sched::spawn(client_task(Rc::clone(&world), c, timing.think_mean_ms[c], rng))
-        })
+        .map(|c| sched::spawn(client_task(Rc::clone(&world), c, Rc::clone(&timing), crashes)))
         .collect();
     let sync_rng = ChaCha8Rng::seed_from_u64(timing.sync_seed);
     let syncer = sched::spawn(sync_task(Rc::clone(&world), sync_rng));
-    let crasher = cfg.profile.crashes().then(|| {
-        let rng = ChaCha8Rng::seed_from_u64(seeds.crash);
-        let mean = timing.crash_interval_mean(n_ops);
-        sched::spawn(crash_task(Rc::clone(&world), rng, mean))
-    });
     for c in clients {
         c.join().await;
     }
     world.borrow_mut().stop = true;
     syncer.join().await;
-    if let Some(c) = crasher {
-        c.join().await;
-    }
     let mut w = world.borrow_mut();
     if w.report.failure.is_none() && !w.lost {
-        if let Err(msg) = guarded(&mut w, |w| w.finish(sched::elapsed())) {
+        let last = timing.final_crash();
+        if let Err(msg) = guarded(&mut w, |w| w.finish(sched::elapsed(), &last)) {
             w.report.failure = Some(format!("final check: {msg}"));
         }
     }
     w.take_report()
 }
 
-/// A client: think, then take the next operation of the list and apply it (under the lock).
-async fn client_task(world: Shared, client: usize, think_mean_ms: u64, mut rng: ChaCha8Rng) {
+/// A client: think, then take the next operation of the list and apply it (under the lock);
+/// if the schedule has a crash follow that op, cut the power (`crash_after_op`); then think
+/// as long as the op's key says. No client takes an op while a crash is pending, so a crash
+/// after op k sees the ops up to k and nothing after them.
+async fn client_task(world: Shared, client: usize, timing: Rc<Timing>, crashes: bool) {
+    let mut think = Duration::from_millis(timing.first_think_ms[client]);
     loop {
-        let think_ms = rng.random_range(1..=2 * think_mean_ms);
-        sched::sleep(Duration::from_millis(think_ms)).await;
-        let mut w = world.borrow_mut();
-        match guarded(&mut w, |w| w.client_step(client, sched::elapsed())) {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(msg) => return w.fail(msg),
+        sched::sleep(think).await;
+        while world.borrow().crash_pending {
+            sched::sleep(CRASH_PENDING_POLL).await;
         }
+        let step = guarded(&mut world.borrow_mut(), |w| w.client_step(client, sched::elapsed()));
+        let key = match step {
+            Ok(Some(key)) => key,
+            Ok(None) => return,
+            Err(msg) => return world.borrow_mut().fail(msg),
+        };
+        if let Some(plan) = crashes.then(|| timing.crash_after(key)).flatten() {
+            crash_after_op(&world, &plan).await;
+        }
+        think = timing.think_after(client, key);
+    }
+}
+
+/// Power cut after an op: at once, or (mid-sync plans) after waiting, bounded, for a sync to
+/// start and cutting a little into it. Other clients hold off meanwhile (`crash_pending`).
+async fn crash_after_op(world: &Shared, plan: &CrashPlan) {
+    if let Some(into) = plan.mid_sync {
+        assert!(into <= Duration::from_micros(MID_SYNC_INTO_US_MAX), "{into:?}");
+        world.borrow_mut().crash_pending = true;
+        let mut waited = Duration::ZERO;
+        while !world.borrow().syncing_now() && waited < MID_SYNC_WAIT_MAX {
+            sched::sleep(sched::SLEEP_MIN).await;
+            waited += sched::SLEEP_MIN;
+        }
+        sched::sleep(into).await;
+    }
+    let mut w = world.borrow_mut();
+    w.crash_pending = false;
+    if w.stop {
+        return;
+    }
+    if let Err(msg) = guarded(&mut w, |w| w.crash(sched::elapsed(), plan)) {
+        w.fail(msg);
     }
 }
 
@@ -360,32 +341,6 @@ async fn sync_task(world: Shared, mut rng: ChaCha8Rng) {
                 Ok(false) => break,
                 Err(msg) => return world.borrow_mut().fail(msg),
             }
-        }
-    }
-}
-
-/// Power cuts at seeded virtual moments (uniform gaps around `mean`); a share of them aim at
-/// a sync in progress (wait, bounded, for one to start, then cut a little into it).
-async fn crash_task(world: Shared, mut rng: ChaCha8Rng, mean: Duration) {
-    let mean_us = u64::try_from(mean.as_micros()).expect("invariant: bounded run");
-    loop {
-        let gap = Duration::from_micros(rng.random_range(1..=2 * mean_us));
-        sched::sleep(gap).await;
-        if rng.random_range(0..100) < MID_SYNC_CRASH_PCT {
-            let mut waited = Duration::ZERO;
-            while !world.borrow().syncing_now() && waited < MID_SYNC_WAIT_MAX {
-                sched::sleep(sched::SLEEP_MIN).await;
-                waited += sched::SLEEP_MIN;
-            }
-            let into_us = rng.random_range(0..=FLUSH_LATENCY_MS_MAX * 1000);
-            sched::sleep(Duration::from_micros(into_us)).await;
-        }
-        let mut w = world.borrow_mut();
-        if w.stop {
-            return;
-        }
-        if let Err(msg) = guarded(&mut w, |w| w.crash(sched::elapsed())) {
-            return w.fail(msg);
         }
     }
 }
@@ -456,8 +411,10 @@ struct World {
     logged: LogTracker,
     /// The workload has fsync ops: keep `logged` (else no log is ever written).
     track_log: bool,
-    ops: Vec<Op>,
+    ops: Vec<KeyedOp>,
     next_op: usize,
+    /// A crash after an op waits for a sync: no client takes the next op meanwhile.
+    crash_pending: bool,
     trace: Trace,
     report: SeedReport,
     profile: Profile,
@@ -477,7 +434,7 @@ impl World {
     fn start(
         seed: u64,
         seeds: &Seeds,
-        ops: Vec<Op>,
+        ops: Vec<KeyedOp>,
         cfg: &SimConfig,
         timing: &Timing,
         verbose: bool,
@@ -498,11 +455,14 @@ impl World {
         };
         let spa = Spa::create(Box::new(disk.clone()), SIM_POOL, spa_cfg)
             .map_err(|e| format!("create: {e}"))?;
+        // The disk draws its faults (faults, unrestricted profiles) from its own generator in
+        // I/O order, not keyed to ops: a shrunk list may see other faults than the full seed.
+        // Crashes (all crashing profiles) are keyed (`schedule`, `SimDisk::crash_seeded`).
         disk.set_faults(cfg.profile.fault_config());
         let model = Model::new(SIM_POOL);
         let backup = Backup::new(seeds.backup, cfg.profile, spa_cfg)?;
         let committed_txg = spa.last_synced_txg();
-        let track_log = ops.iter().any(|op| matches!(op, Op::Fsync { .. }));
+        let track_log = ops.iter().any(|(_, op)| matches!(op, Op::Fsync { .. }));
         let mut trace = Trace::new(verbose);
         trace.note(&format!(
             "seed {seed} profile {} on {:?}: {} ops, {} clients (think means {:?} ms), soft \
@@ -527,6 +487,7 @@ impl World {
             track_log,
             ops,
             next_op: 0,
+            crash_pending: false,
             trace,
             report: SeedReport { seed, ..SeedReport::default() },
             profile: cfg.profile,
@@ -603,13 +564,17 @@ impl World {
         report
     }
 
-    /// Apply the next operation for `client`; false when the list is exhausted or stopped.
-    fn client_step(&mut self, client: usize, at: Duration) -> Result<bool, String> {
+    /// Apply the next operation for `client`: its key, or None when the list is exhausted or
+    /// the run stopped.
+    fn client_step(&mut self, client: usize, at: Duration) -> Result<Option<OpKey>, String> {
         if self.stop || at > SIM_VIRTUAL_TIME_MAX {
-            return Ok(false);
+            return Ok(None);
         }
-        let Some(op) = self.ops.get(self.next_op).cloned() else { return Ok(false) };
-        let i = self.next_op;
+        assert!(!self.crash_pending, "an op started while a crash was pending");
+        let Some((key, op)) = self.ops.get(self.next_op).cloned() else { return Ok(None) };
+        // Ops are named by their key (their index in the generated list) in the trace, the
+        // intent-log bookkeeping and failures, so a shrunk list names them as the full one.
+        let i = key as usize;
         self.next_op += 1;
         self.set_clock(at);
         let spa = self.spa();
@@ -626,7 +591,7 @@ impl World {
         let before =
             (self.lenient() && !matches!(op, Op::Read { .. })).then(|| Rc::new(self.model.clone()));
         let applied =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(&op, at)))
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(&op, key, at)))
                 .unwrap_or_else(|p| Applied::Violation(format!("panic: {}", panic_message(&*p))));
         self.report.ops += 1;
         let outcome = match &applied {
@@ -641,7 +606,7 @@ impl World {
         self.disk_details();
         self.after_op(i, &op, applied, before, ctx.open_txg, at)
             .map_err(|m| format!("op #{i} {op:?}: {m}"))?;
-        Ok(!self.stop)
+        Ok((!self.stop).then_some(key))
     }
 
     fn after_op(
@@ -688,7 +653,7 @@ impl World {
     /// Run `op` on engine and model. Pool-level ops (sync, sync steps, export/import) are
     /// run here so the durability bookkeeping sees every quiesce and commit; the others go
     /// through `Op::apply` and its divergence is classified.
-    fn apply(&mut self, op: &Op, at: Duration) -> Applied {
+    fn apply(&mut self, op: &Op, key: OpKey, at: Duration) -> Applied {
         match op {
             Op::Sync => match self.spa().txg_sync() {
                 Ok(_) => Applied::Ok(true),
@@ -696,7 +661,7 @@ impl World {
             },
             Op::SyncStep { steps } => self.sync_steps(*steps, at),
             Op::ExportImport => self.export_import(at),
-            Op::SendRecv { .. } => self.send_recv(op),
+            Op::SendRecv { .. } => self.send_recv(op, key),
             _ => {
                 let spa = self.spa.as_mut().expect("invariant: pool imported");
                 match op.apply_checked(spa, &mut self.model) {
@@ -708,14 +673,14 @@ impl World {
     }
 
     /// `Op::SendRecv`: into the backup pool when flagged remote (and it is there), else
-    /// into this pool; the counters go to the report.
-    fn send_recv(&mut self, op: &Op) -> Applied {
+    /// into this pool; the counters go to the report. The backup's choices follow `key`.
+    fn send_recv(&mut self, op: &Op, key: OpKey) -> Applied {
         let Op::SendRecv { flags, .. } = op else { unreachable!("dispatched on SendRecv") };
         let lenient = self.lenient();
         let spa = self.spa.as_mut().expect("invariant: pool imported");
         let remote = flags & SEND_FLAG_REMOTE != 0;
         let r = if remote && !self.backup_lost {
-            match self.backup.send_recv(op, spa, &mut self.model, lenient) {
+            match self.backup.send_recv(op, key, spa, &mut self.model, lenient) {
                 Ok(Some(r)) => Ok(r),
                 Ok(None) => {
                     self.trace.detail("backup pool lost (detected): remote receives stop");
@@ -1045,8 +1010,9 @@ impl World {
         self.import_and_match(extra, at, "re-import after suspension")
     }
 
-    /// Power loss at `at` (the sync in progress, if any, stops where it is).
-    fn crash(&mut self, at: Duration) -> Result<(), String> {
+    /// Power loss at `at` (the sync in progress, if any, stops where it is), with the disk
+    /// choices of `plan`.
+    fn crash(&mut self, at: Duration, plan: &CrashPlan) -> Result<(), String> {
         self.report.crashes += 1;
         let spa = self.spa.take().expect("invariant: pool imported");
         let mid = spa.syncing_txg();
@@ -1055,7 +1021,7 @@ impl World {
             self.report.crashes_mid_sync += 1;
         }
         self.disk_details();
-        let image = self.disk.crash_detailed();
+        let image = self.disk.crash_seeded(plan.disk_seed);
         let cached: usize = image.kept.iter().map(Vec::len).sum();
         let kept = image.kept.iter().flatten().filter(|k| **k).count();
         let during = match (mid, self.sync_phase) {
@@ -1063,7 +1029,13 @@ impl World {
             (Some(t), None) => format!("during the sync of txg {t}, before any phase"),
             (None, _) => "between syncs".to_owned(),
         };
-        self.trace.at(at, &format!("crash {during}; kept {kept} of {cached} cached sectors"));
+        let after = if plan.key == FINAL_CRASH_KEY {
+            "after the last op".to_owned()
+        } else {
+            format!("after op #{}", plan.key)
+        };
+        let kept = format!("kept {kept} of {cached} cached sectors");
+        self.trace.at(at, &format!("crash {after} {during}; {kept}"));
         self.import_and_match(vec![], at, "crash")
     }
 
@@ -1257,8 +1229,8 @@ impl World {
         r
     }
 
-    /// After the last op: commit everything, check the pool, and crash once more.
-    fn finish(&mut self, at: Duration) -> Result<(), String> {
+    /// After the last op: commit everything, check the pool, and crash once more (`last`).
+    fn finish(&mut self, at: Duration, last: &CrashPlan) -> Result<(), String> {
         self.set_clock(at);
         self.trace.at(at, "finish: final sync");
         match self.spa().txg_sync() {
@@ -1276,7 +1248,7 @@ impl World {
         }
         self.check_pool(true)?;
         if self.profile.crashes() {
-            self.crash(at)?;
+            self.crash(at, last)?;
         }
         Ok(())
     }

@@ -475,19 +475,17 @@ fn cmd_replay(seed: u64, profile: Profile, ops: u64) -> ExitCode {
 }
 
 fn cmd_shrink(seed: u64, profile: Profile, ops: u64) -> ExitCode {
-    match sim::shrink::shrink(seed, &sim_config(profile, ops)) {
+    let cfg = sim_config(profile, ops);
+    match sim::shrink::shrink(seed, &cfg) {
         None => {
             println!(
                 "seed {seed} passes under profile {profile} with {ops} ops: nothing to shrink"
             );
             verdict(true)
         }
-        Some((ops, failure)) => {
-            println!("// {} ops still fail:", ops.len());
-            print!(
-                "{}",
-                sim::shrink::as_regression_test(seed, &profile.to_string(), &ops, &failure)
-            );
+        Some(s) => {
+            println!("// {} of {} ops still fail ({} runs):", s.ops.len(), s.ops_generated, s.runs);
+            print!("{}", sim::shrink::as_regression_test(seed, &cfg, &s.ops, &s.failure));
             verdict(false)
         }
     }
