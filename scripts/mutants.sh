@@ -41,7 +41,7 @@ for f in "${files[@]}"; do
 done
 
 command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
-common=(mutants --package engine "${file_args[@]}" "${shard[@]}" --profile release
+common=(mutants "${file_args[@]}" "${shard[@]}" --profile release
   --timeout "$TIMEOUT_SECS" --no-shuffle)
 if [ $list -eq 1 ]; then
   exec cargo "${common[@]}" --list

@@ -16,9 +16,10 @@
 //!   in-memory logs explain the one legitimate difference: chains restarted at import.
 //! - `engine::limits` constants that define the format, and the `Dva` struct as a type.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use engine::vdev::BlockDevice;
 use engine::zio::blkptr::Dva;
 use engine::Spa;
 
@@ -72,6 +73,48 @@ pub struct IntegrityReport {
     pub zil_memory_only_bytes: u64,
     /// Deferred-free bytes still owed after the uberblock's commit.
     pub deferred_bytes: u64,
+    /// Problems the disk's recorded damage explains (`check_damaged`): not counted as
+    /// problems.
+    pub explained_by_damage: u64,
+}
+
+/// Sectors (of `engine::limits::SPA_MINBLOCKSIZE` bytes) the disk is known to have damaged:
+/// corrupted, latent-bad, the target and the landing place of a misdirected write, a lost
+/// write. Supplied by the harness that injected the damage, never by the engine.
+#[derive(Clone, Debug, Default)]
+pub struct Damage {
+    /// Damaged sector numbers.
+    pub sectors: BTreeSet<u64>,
+    /// Size of the device, for the label positions.
+    pub device_bytes: u64,
+}
+
+impl Damage {
+    fn hits(&self, offset: u64, len: u64) -> bool {
+        let sector = engine::limits::SPA_MINBLOCKSIZE;
+        let (first, last) = (offset / sector, (offset + len.max(1) - 1) / sector);
+        self.sectors.range(first..=last).next().is_some()
+    }
+
+    /// True when the damage explains `p`: a copy that failed to read or verify where the
+    /// disk was damaged, or a label header in damaged sectors. Nothing else: every other
+    /// problem (a wrong birth, a leak, an overlap, a malformed block that verified) is one
+    /// no damage causes, since each block's other copy (ditto) lies outside the one damage
+    /// window a budgeted profile allows, so the walk still reaches every block.
+    #[must_use]
+    pub fn explains(&self, p: &Problem) -> bool {
+        match p {
+            Problem::Unreadable {
+                error: BlockError::Io { dva } | BlockError::Checksum { dva },
+                ..
+            } => self.hits(dva.offset, dva.asize),
+            Problem::BadLabel { label, .. } => self.hits(
+                engine::vdev::label::label_offset(*label, self.device_bytes),
+                engine::limits::VDEV_LABEL_SIZE,
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// Why one copy of a block did not read back.
@@ -169,12 +212,43 @@ impl std::error::Error for IntegrityError {}
 // The error carries the full report by value (its public shape); one per check, not hot.
 #[allow(clippy::result_large_err)]
 pub fn check(spa: &mut Spa) -> Result<IntegrityReport, IntegrityError> {
+    check_with(spa, None)
+}
+
+/// `check` on a pool whose disk took the recorded `damage` (the faults profile), walking
+/// `dev`, a fault-free view of the pool's device (reading through the faulty device would
+/// inject new damage while checking): the problems the damage explains
+/// (`Damage::explains`) are counted, not reported.
+///
+/// # Errors
+/// As `check`, for every problem the damage does not explain.
+#[allow(clippy::result_large_err)]
+pub fn check_damaged(
+    spa: &mut Spa,
+    dev: &mut dyn BlockDevice,
+    damage: Damage,
+) -> Result<IntegrityReport, IntegrityError> {
+    check_with(spa, Some((dev, damage)))
+}
+
+#[allow(clippy::result_large_err)]
+fn check_with(
+    spa: &mut Spa,
+    damaged: Option<(&mut dyn BlockDevice, Damage)>,
+) -> Result<IntegrityReport, IntegrityError> {
     if let Some(txg) = spa.syncing_txg() {
         let problems = vec![Problem::Syncing(txg)];
         return Err(IntegrityError { problems, report: IntegrityReport::default() });
     }
     let synced_txg = spa.last_synced_txg();
-    let mut w = Walker::new(spa.zio_mut().dev.as_mut());
+    let mut w = match damaged {
+        Some((dev, damage)) => {
+            let mut w = Walker::new(dev);
+            w.f.damage = Some(damage);
+            w
+        }
+        None => Walker::new(spa.zio_mut().dev.as_mut()),
+    };
     let walked = w.walk_pool();
     let (mut f, disk): (Findings, _) = (w.f, w.space);
     if walked {

@@ -351,6 +351,52 @@ impl fmt::Debug for SimDisk {
     }
 }
 
+/// A read-only view of a `SimDisk` for checkers: reads return what the pool would read
+/// (the durable bytes under the cached writes, latent-bad sectors as I/O errors) without
+/// drawing from the fault stream, so checking neither injects faults nor shifts the run.
+/// Writes and flushes are refused.
+#[derive(Debug)]
+pub struct QuietView(SimDisk);
+
+impl SimDisk {
+    /// The checkers' view of this disk (see `QuietView`).
+    #[must_use]
+    pub fn quiet_view(&self) -> QuietView {
+        QuietView(self.clone())
+    }
+}
+
+impl BlockDevice for QuietView {
+    fn size_bytes(&self) -> u64 {
+        self.0.lock().size_bytes()
+    }
+
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), VdevError> {
+        let st = self.0.lock();
+        check_range(offset, buf.len() as u64, st.size_bytes())?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let range = SectorRange::of_bytes(offset, buf.len() as u64);
+        if let Some(&bad) = st.latent.range(range.start..range.end()).next() {
+            return Err(VdevError::Io { offset: bad * SECTOR_SIZE });
+        }
+        buf.copy_from_slice(&st.durable[span(offset, buf.len())]);
+        for pending in &st.cache {
+            overlay(buf, offset, &pending.data, pending.offset);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u64, _data: &[u8]) -> Result<(), VdevError> {
+        Err(VdevError::Io { offset })
+    }
+
+    fn flush(&mut self) -> Result<(), VdevError> {
+        Err(VdevError::Io { offset: 0 })
+    }
+}
+
 impl BlockDevice for SimDisk {
     fn size_bytes(&self) -> u64 {
         self.lock().size_bytes()

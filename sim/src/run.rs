@@ -528,9 +528,13 @@ impl World {
         matches!(self.profile, Profile::Faults | Profile::Unrestricted)
     }
 
-    /// Profiles without damage: the pool must pass the zdb-like walk after every commit.
+    /// Every profile but `unrestricted` walks the pool after every commit: without damage
+    /// it must be flawless; under `faults` (one damage window, ditto copies outside it)
+    /// only copies in sectors the disk recorded as damaged may fail. `unrestricted` has no
+    /// budget (both copies of a block may be hit, so the walk cannot reach everything and
+    /// no record of damaged sectors is kept).
     fn integrity_checked(&self) -> bool {
-        matches!(self.profile, Profile::None | Profile::Crash | Profile::LyingFlush)
+        !matches!(self.profile, Profile::Unrestricted)
     }
 
     fn fail(&mut self, msg: String) {
@@ -889,7 +893,17 @@ impl World {
         if !self.integrity_checked() || self.spa().syncing_txg().is_some() {
             return Ok(());
         }
-        integrity::check(self.spa()).map_err(|e| format!("integrity: {e}"))?;
+        if self.profile == Profile::Faults {
+            let damage = integrity::Damage {
+                sectors: self.disk.budget_ledger().damaged_sectors().clone(),
+                device_bytes: engine::vdev::BlockDevice::size_bytes(&self.disk),
+            };
+            let mut view = self.disk.quiet_view();
+            integrity::check_damaged(self.spa(), &mut view, damage)
+        } else {
+            integrity::check(self.spa())
+        }
+        .map_err(|e| format!("integrity: {e}"))?;
         self.report.checks += 1;
         Ok(())
     }

@@ -22,7 +22,7 @@ use engine::limits::{
 use engine::vdev::BlockDevice;
 use engine::zio::blkptr::Dva;
 
-use crate::integrity::{BlockError, IntegrityReport, Problem, INTEGRITY_PROBLEMS_MAX};
+use crate::integrity::{BlockError, Damage, IntegrityReport, Problem, INTEGRITY_PROBLEMS_MAX};
 use phys::{Bp, MosPhys, UberblockPhys, ZilHeaderPhys, BP_BYTES, SEALED_BYTES};
 
 /// Object number used for the objset block and the MOS blocks in problems and visits.
@@ -57,12 +57,16 @@ pub struct Findings {
     pub report: IntegrityReport,
     /// Problems, at most `INTEGRITY_PROBLEMS_MAX`.
     pub problems: Vec<Problem>,
+    /// Damage known to the harness: the problems it explains are counted, not kept.
+    pub damage: Option<Damage>,
 }
 
 impl Findings {
-    /// Record a problem (dropped once the list is full).
+    /// Record a problem (dropped once the list is full; counted if damage explains it).
     pub fn problem(&mut self, p: Problem) {
-        if self.problems.len() < INTEGRITY_PROBLEMS_MAX {
+        if self.damage.as_ref().is_some_and(|d| d.explains(&p)) {
+            self.report.explained_by_damage += 1;
+        } else if self.problems.len() < INTEGRITY_PROBLEMS_MAX {
             self.problems.push(p);
         }
     }
