@@ -53,11 +53,13 @@ mkdir -p "$out/sim" "$out/all"
 # cargo-mutants exits 2 when mutants were missed and 3 on timeouts: that is data, not failure.
 data_only() { local rc=0; "$@" || rc=$?; case $rc in 0 | 2 | 3) ;; *) exit "$rc" ;; esac; }
 # Pass 1: the simulator alone.
-data_only cargo "${common[@]}" --test-workspace true --output "$out/sim" \
-  -- --test simulator_gate -- --ignored
+# (cargo-mutants 27 passes `--package=<mutated package>` to cargo test whatever its
+# --test-workspace says; `--workspace` among the test arguments widens it again.)
+data_only cargo "${common[@]}" --output "$out/sim" \
+  -- --workspace --test simulator_gate -- --ignored
 cp -r "$out/sim/mutants.out" "$out/all/"
 # Pass 2: every test, on what pass 1 missed (--iterate skips what it caught).
-data_only cargo "${common[@]}" --test-workspace true --output "$out/all" --iterate
+data_only cargo "${common[@]}" --output "$out/all" --iterate -- --workspace
 
 count() { [ -f "$1" ] && grep -c . "$1" || echo 0; }
 sim_caught=$(count "$out/sim/mutants.out/caught.txt")
