@@ -377,15 +377,7 @@ impl BlockDevice for QuietView {
         if buf.is_empty() {
             return Ok(());
         }
-        let range = SectorRange::of_bytes(offset, buf.len() as u64);
-        if let Some(&bad) = st.latent.range(range.start..range.end()).next() {
-            return Err(VdevError::Io { offset: bad * SECTOR_SIZE });
-        }
-        buf.copy_from_slice(&st.durable[span(offset, buf.len())]);
-        for pending in &st.cache {
-            overlay(buf, offset, &pending.data, pending.offset);
-        }
-        Ok(())
+        st.read_settled(offset, buf)
     }
 
     fn write(&mut self, offset: u64, _data: &[u8]) -> Result<(), VdevError> {
@@ -517,8 +509,14 @@ impl DiskState {
         if buf.is_empty() {
             return Ok(());
         }
+        self.latent_read_tick(SectorRange::of_bytes(offset, buf.len() as u64));
+        self.read_settled(offset, buf)
+    }
+
+    /// What a read of a checked, non-empty range returns once the faults of the read are
+    /// drawn: an I/O error on a latent-bad sector, else the durable bytes under the cache.
+    fn read_settled(&self, offset: u64, buf: &mut [u8]) -> Result<(), VdevError> {
         let range = SectorRange::of_bytes(offset, buf.len() as u64);
-        self.latent_read_tick(range);
         if let Some(&bad) = self.latent.range(range.start..range.end()).next() {
             return Err(VdevError::Io { offset: bad * SECTOR_SIZE });
         }
