@@ -33,14 +33,11 @@ pub fn blocks_after(zio: &mut Zio, root: &BlkPtr, min_txg: u64) -> Result<Vec<Bl
 ///
 /// # Errors
 /// Read errors of metadata.
-pub fn free_owned(zio: &mut Zio, root: &BlkPtr, min_txg: u64, txg: u64) -> Result<u64, ZioError> {
-    let blocks = blocks_after(zio, root, min_txg)?;
-    let mut freed = 0;
-    for bp in &blocks {
-        freed += bp.asize_total();
+pub fn free_owned(zio: &mut Zio, root: &BlkPtr, min_txg: u64, txg: u64) -> Result<(), ZioError> {
+    for bp in &blocks_after(zio, root, min_txg)? {
         zio.free(bp, txg);
     }
-    Ok(freed)
+    Ok(())
 }
 
 /// Free the blocks of snapshot `snap` (born after `prev_txg`) that `next` (the next
@@ -54,15 +51,13 @@ pub fn free_snapshot(
     prev_txg: u64,
     next: &BlkPtr,
     txg: u64,
-) -> Result<u64, ZioError> {
+) -> Result<(), ZioError> {
     let kept: BTreeSet<u64> =
         blocks_after(zio, next, prev_txg)?.iter().map(|bp| bp.dva[0].offset).collect();
-    let mut freed = 0;
     for bp in blocks_after(zio, snap, prev_txg)? {
         if !kept.contains(&bp.dva[0].offset) {
-            freed += bp.asize_total();
             zio.free(&bp, txg);
         }
     }
-    Ok(freed)
+    Ok(())
 }
