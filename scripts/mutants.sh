@@ -20,9 +20,11 @@ DEFAULT_FILES=(
   engine/src/dmu/send.rs engine/src/dmu/recv.rs engine/src/dmu/traverse.rs
   engine/src/dnode/sync.rs engine/src/dbuf.rs engine/src/dsl/destroy.rs engine/src/zil.rs
 )
-# Seconds a mutant's tests may run before it counts as a timeout (caught, as cargo-mutants
-# reports it separately).
-TIMEOUT_SECS=${MUTANTS_TIMEOUT_SECS:-300}
+# Seconds a mutant's tests may run before it counts as a timeout (reported separately by
+# cargo-mutants, counted here as caught): the simulator pass takes about a minute, the whole
+# suite in release several (more on a loaded machine).
+SIM_TIMEOUT_SECS=${MUTANTS_SIM_TIMEOUT_SECS:-300}
+TESTS_TIMEOUT_SECS=${MUTANTS_TESTS_TIMEOUT_SECS:-1800}
 
 files=() shard=() list=0
 while [ $# -gt 0 ]; do
@@ -41,8 +43,7 @@ for f in "${files[@]}"; do
 done
 
 command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
-common=(mutants "${file_args[@]}" "${shard[@]}" --profile release
-  --timeout "$TIMEOUT_SECS" --no-shuffle)
+common=(mutants "${file_args[@]}" "${shard[@]}" --profile release --no-shuffle)
 if [ $list -eq 1 ]; then
   exec cargo "${common[@]}" --list
 fi
@@ -55,11 +56,12 @@ data_only() { local rc=0; "$@" || rc=$?; case $rc in 0 | 2 | 3) ;; *) exit "$rc"
 # Pass 1: the simulator alone.
 # (cargo-mutants 27 passes `--package=<mutated package>` to cargo test whatever its
 # --test-workspace says; `--workspace` among the test arguments widens it again.)
-data_only cargo "${common[@]}" --output "$out/sim" \
+data_only cargo "${common[@]}" --timeout "$SIM_TIMEOUT_SECS" --output "$out/sim" \
   -- --workspace --test simulator_gate -- --ignored
 cp -r "$out/sim/mutants.out" "$out/all/"
 # Pass 2: every test, on what pass 1 missed (--iterate skips what it caught).
-data_only cargo "${common[@]}" --output "$out/all" --iterate -- --workspace
+data_only cargo "${common[@]}" --timeout "$TESTS_TIMEOUT_SECS" --output "$out/all" --iterate \
+  -- --workspace
 
 count() { [ -f "$1" ] && grep -c . "$1" || echo 0; }
 sim_caught=$(count "$out/sim/mutants.out/caught.txt")
