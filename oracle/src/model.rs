@@ -297,6 +297,10 @@ struct ModelSnap {
     name: String,
     objset: ModelObjset,
     serial: u64,
+    /// The head had changed since the snapshot before this one when this one was taken
+    /// (`ModelDataset::touched` then, or a receive): if this one, the newest, is destroyed,
+    /// the head stands against the previous one with that history.
+    head_touched_before: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -553,7 +557,8 @@ impl Model {
         let objset = ds.head.clone();
         let serial = SNAPSHOT_SERIALS.fetch_add(1, Ordering::Relaxed);
         let ds = self.datasets.get_mut(fs).expect("checked above");
-        ds.snapshots.push(ModelSnap { name: snap.to_owned(), objset, serial });
+        let head_touched_before = ds.touched;
+        ds.snapshots.push(ModelSnap { name: snap.to_owned(), objset, serial, head_touched_before });
         ds.touched = false;
         Ok(())
     }
@@ -566,7 +571,13 @@ impl Model {
         let (fs, snap) = self.split_snapshot(name)?;
         let ds = self.fs_mut(fs)?;
         let at = ds.snapshots.iter().position(|s| s.name == snap).ok_or(ErrKind::NoSuchDataset)?;
-        ds.snapshots.remove(at);
+        let newest = at + 1 == ds.snapshots.len();
+        let gone = ds.snapshots.remove(at);
+        if newest {
+            // The head now stands against the previous snapshot: whatever changed it before
+            // the destroyed one was taken still counts (dsl_dataset_modified_since_snap).
+            ds.touched |= gone.head_touched_before;
+        }
         Ok(())
     }
 
@@ -946,7 +957,13 @@ impl Model {
         self.check_fs(fs).map_err(|_| RecvRefusal::InvalidName)?;
         self.split_snapshot(&format!("{fs}@{snap}")).map_err(|_| RecvRefusal::InvalidName)?;
         let state = self.head_state(fs);
-        let snap_new = ModelSnap { name: snap.to_owned(), objset: objset.clone(), serial };
+        // A receive rewrites the head: against an older snapshot it counts as modified.
+        let snap_new = ModelSnap {
+            name: snap.to_owned(),
+            objset: objset.clone(),
+            serial,
+            head_touched_before: true,
+        };
         let Some(ds) = self.datasets.get_mut(fs) else {
             if from.is_some() {
                 return Err(RecvRefusal::NoTarget);
