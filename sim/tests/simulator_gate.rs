@@ -3,7 +3,8 @@
 //! catch without any unit or fixture test. Ignored in the ordinary test run (it takes about
 //! a minute in release); `scripts/mutants.sh` runs it with `--ignored`. Sizes come from the
 //! environment so a user can trade time for strength: `ZSIM_GATE_CRASH_SEEDS` (default
-//! 150), `ZSIM_GATE_FAULTS_SEEDS` (default 50).
+//! 150), `ZSIM_GATE_FAULTS_SEEDS` (default 50), `ZSIM_GATE_JOBS` (default 2: the run's
+//! worker count; about 35 s of run time on two free cores).
 
 use std::process::Command;
 
@@ -32,8 +33,9 @@ fn passes(args: &[&str]) {
 fn the_simulator_alone_finds_nothing() {
     let crash = seeds("ZSIM_GATE_CRASH_SEEDS", 150);
     let faults = seeds("ZSIM_GATE_FAULTS_SEEDS", 50);
-    passes(&["run", "--seeds", &crash, "--profile", "crash", "--jobs", "1"]);
-    passes(&["run", "--seeds", &faults, "--profile", "faults", "--jobs", "1"]);
+    let jobs = seeds("ZSIM_GATE_JOBS", 2);
+    passes(&["run", "--seeds", &crash, "--profile", "crash", "--jobs", &jobs]);
+    passes(&["run", "--seeds", &faults, "--profile", "faults", "--jobs", &jobs]);
     let list = zsim(&["explore", "--list"]);
     assert!(list.status.success(), "zsim explore --list failed");
     let text = String::from_utf8(list.stdout).expect("utf-8 list");
