@@ -36,12 +36,6 @@ impl DirtyRecord {
         Self { txg, reset: false, frees: Vec::new(), blocks: BTreeMap::new(), attrs }
     }
 
-    /// Bytes this record will write at sync.
-    #[must_use]
-    pub fn dirty_bytes(&self) -> u64 {
-        self.blocks.values().map(|b| b.len() as u64).sum::<u64>() + 512
-    }
-
     /// Free block ids `[start, end)`: drop dirty blocks there and remember the range.
     pub fn free_blocks(&mut self, start: u64, end: u64) {
         assert!(start < end, "empty free range {start}..{end}");

@@ -51,6 +51,7 @@ pub fn check_heads(spa: &mut Spa, model: &Model) -> Result<(), Divergence> {
 }
 
 fn check_pool(spa: &mut Spa, model: &Model, snapshots: bool) -> Result<(), Divergence> {
+    check_space(spa, model)?;
     let (engine_fs, model_fs) = (spa.datasets(), model.datasets());
     if engine_fs != model_fs {
         return Err(Divergence::new(format!("datasets: engine {engine_fs:?}, model {model_fs:?}")));
@@ -71,6 +72,32 @@ fn check_pool(spa: &mut Spa, model: &Model, snapshots: bool) -> Result<(), Diver
             }
         }
         check_objset(spa, model, fs)?;
+    }
+    Ok(())
+}
+
+/// The engine holds no more space than the model's bound allows (`oracle::space`): more
+/// allocated or deferred bytes are a leak or a free that never happened; more dirty bytes
+/// an accounting that would refuse changes wrongly.
+///
+/// # Errors
+/// A `Divergence` with both figures.
+pub fn check_space(spa: &Spa, model: &Model) -> Result<(), Divergence> {
+    let Some((held, dirty)) = model.space_bounds() else { return Ok(()) };
+    let s = spa.space();
+    if s.allocated + s.deferred > held {
+        return Err(Divergence::new(format!(
+            "space: the engine holds {} bytes allocated and {} deferred, more than the {held} \
+             the model's bound allows",
+            s.allocated, s.deferred
+        )));
+    }
+    if spa.dirty_bytes() > dirty {
+        return Err(Divergence::new(format!(
+            "space: the engine counts {} dirty bytes, more than the {dirty} the model charged \
+             since the last full sync",
+            spa.dirty_bytes()
+        )));
     }
     Ok(())
 }

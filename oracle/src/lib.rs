@@ -8,6 +8,7 @@
 //! - `conformance`: property 1, engine (head and every snapshot) equals model; `run_checked`.
 //! - `integrity`: property 5, zdb-like block walk, space and birth-txg checks (the walk,
 //!   from raw device bytes with the oracle's own decoders, is `zdb`).
+//! - `space`: the model's space bound, which makes an unwarranted ENOSPC a violation.
 //! - `manifest`: the v1 manifest of `golden/fixtures/openzfs/README.md`, engine and model.
 //!
 //! The oracle uses only the engine's public API and never changes a pool except through it.
@@ -31,6 +32,7 @@ pub mod model;
 pub mod op;
 pub mod replica;
 pub mod resend;
+pub mod space;
 pub mod zdb;
 
 pub use conformance::{run_checked, RunFailure};

@@ -8,8 +8,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use engine::{DmuError, DslError, ObjectInfo, ObjectSpec};
+
+use crate::space::{FsView, SpaceFit, SpaceHistory, SpaceNeed, SPACE_CHANGE_CHARGE};
 
 /// Largest offset + length a read or write may reach: the engine's `DMU_MAX_OFFSET`, 2^62
 /// (the brief said 2^63; engine/src/limits.rs names 2^62 and that is the contract).
@@ -165,8 +168,10 @@ pub struct ModelObject {
     pub nblkptr: u8,
     /// Highest block id (raised by writes, lowered only by truncation).
     pub maxblkid: u64,
-    /// Written blocks by blkid, each `blksz` bytes; absent = zeros.
-    pub blocks: BTreeMap<u64, Vec<u8>>,
+    /// Written blocks by blkid, each `blksz` bytes; absent = zeros. A block a snapshot shares
+    /// with its head is one `Arc` (`space` counts distinct blocks by it); a change to a block
+    /// makes a new one, as the engine's copy-on-write does.
+    pub blocks: BTreeMap<u64, Arc<Vec<u8>>>,
 }
 
 impl ModelObject {
@@ -224,8 +229,9 @@ impl ModelObject {
             if from <= b0 && b1 <= to {
                 self.blocks.remove(&blkid);
             } else {
-                let block = self.blocks.get_mut(&blkid).expect("listed");
+                let mut block = self.blocks[&blkid].to_vec();
                 block[idx(from.max(b0) - b0)..idx(to.min(b1) - b0)].fill(0);
+                self.blocks.insert(blkid, Arc::new(block));
             }
         }
     }
@@ -339,6 +345,8 @@ pub enum HeadState {
 pub struct Model {
     pool: String,
     datasets: BTreeMap<String, ModelDataset>,
+    /// The space bound's history (`space`): what the engine may hold for these states.
+    space: SpaceHistory,
 }
 
 /// Source of snapshot identities: one counter for the whole process, so that no two
@@ -449,7 +457,9 @@ impl Model {
         assert!(component_ok(pool), "bad pool name {pool:?}");
         let mut datasets = BTreeMap::new();
         datasets.insert(pool.to_owned(), ModelDataset::default());
-        Self { pool: pool.to_owned(), datasets }
+        let mut m = Self { pool: pool.to_owned(), datasets, space: SpaceHistory::default() };
+        m.observe_space();
+        m
     }
 
     /// Pool name.
@@ -502,6 +512,7 @@ impl Model {
         match self.datasets.get_mut(name) {
             Some(d) => {
                 d.head = head;
+                self.observe_space();
                 true
             }
             None => false,
@@ -524,6 +535,7 @@ impl Model {
             return Err(ErrKind::Limit);
         }
         self.datasets.insert(name.to_owned(), ModelDataset::default());
+        self.synced_fully();
         Ok(())
     }
 
@@ -538,6 +550,7 @@ impl Model {
             return Err(ErrKind::Busy);
         }
         self.datasets.remove(name);
+        self.synced_fully();
         Ok(())
     }
 
@@ -560,6 +573,7 @@ impl Model {
         let head_touched_before = ds.touched;
         ds.snapshots.push(ModelSnap { name: snap.to_owned(), objset, serial, head_touched_before });
         ds.touched = false;
+        self.synced_fully();
         Ok(())
     }
 
@@ -578,6 +592,7 @@ impl Model {
             // the destroyed one was taken still counts (dsl_dataset_modified_since_snap).
             ds.touched |= gone.head_touched_before;
         }
+        self.synced_fully();
         Ok(())
     }
 
@@ -592,6 +607,7 @@ impl Model {
         // A rolled-back head is unmodified: dsl_dataset_modified_since_snap compares
         // meta-dnodes, and a rollback rewrites only the intent-log header.
         ds.touched = false;
+        self.synced_fully();
         Ok(())
     }
 
@@ -723,11 +739,15 @@ impl Model {
         }
         for blkid in offset / bs..=(end - 1) / bs {
             let (from, to) = (offset.max(blkid * bs), end.min((blkid + 1) * bs));
-            let block = ob.blocks.entry(blkid).or_insert_with(|| vec![0; idx(bs)]);
+            // A new block every time, as copy-on-write writes one (`space` sees the old freed).
+            let mut block = ob.blocks.get(&blkid).map_or_else(|| vec![0; idx(bs)], |b| b.to_vec());
             let src = &data[idx(from - offset)..idx(to - offset)];
             block[idx(from - blkid * bs)..idx(to - blkid * bs)].copy_from_slice(src);
+            ob.blocks.insert(blkid, Arc::new(block));
             ob.maxblkid = ob.maxblkid.max(blkid);
         }
+        let touched = (end - 1) / bs - offset / bs + 1;
+        self.space.charge(touched.saturating_mul(bs), data.len() as u64);
         self.touch(fs);
         Ok(())
     }
@@ -826,6 +846,8 @@ impl Model {
         hold(&ds.head, object)?;
         // An fsync writes the intent log only: the head stays as it was (the meta-dnode
         // comparison of dsl_dataset_modified_since_snap does not see the log header).
+        self.space.commit();
+        self.observe_space();
         Ok(())
     }
 
@@ -868,15 +890,51 @@ impl Model {
     /// and a replayed record that rewrites a block with the bytes it held still counts as
     /// a modification in ZFS (new block pointers in the meta-dnode); which records were
     /// replayed is not the model's to know, so a receive accepts either answer per head.
+    /// It also leaves the space bound blind for a while (`SpaceHistory::imported`).
     pub fn touch_all(&mut self) {
         for ds in self.datasets.values_mut() {
             ds.touched = true;
         }
+        self.space.imported();
     }
 
+    /// A change of `fs` succeeded.
     fn touch(&mut self, fs: &str) {
         let ds = self.datasets.get_mut(fs).expect("invariant: touched after a success");
         ds.touched = true;
+        self.space.charge(SPACE_CHANGE_CHARGE, 0);
+        self.observe_space();
+    }
+
+    /// Take the current state into the space bound's history.
+    fn observe_space(&mut self) {
+        let views = self.datasets.iter().map(|(fs, ds)| FsView {
+            fs,
+            head: &ds.head,
+            snaps: ds.snapshots.iter().map(|s| (s.serial, &s.objset)).collect(),
+        });
+        self.space.observe(views);
+    }
+
+    /// The engine synced every txg (a sync, or a DSL change, each a sync task).
+    pub fn synced_fully(&mut self) {
+        self.observe_space();
+        self.space.full_sync();
+    }
+
+    /// The space bound's limits for the states seen: the most the engine may hold allocated
+    /// or deferred, and the most it may have dirty (`None` while blind after an import).
+    #[must_use]
+    pub fn space_bounds(&self) -> Option<(u64, u64)> {
+        self.space.bounds()
+    }
+
+    /// When the engine refuses a change needing `need` for space, on a pool whose device is
+    /// `device_bytes` long: `None` if the space bound allows it, else the figures that make
+    /// the refusal a violation.
+    #[must_use]
+    pub fn space_violation(&self, device_bytes: u64, need: SpaceNeed) -> Option<SpaceFit> {
+        self.space.judge(device_bytes, need)
     }
 
     /// Filesystem `fs` was created with lz4 compression (`DatasetProps::compress`): it
@@ -984,6 +1042,8 @@ impl Model {
                 touched: false,
             };
             self.datasets.insert(fs.to_owned(), ds);
+            self.space.charge(crate::space::objset_bound(&self.datasets[fs].head), 0);
+            self.observe_space();
             return Ok(());
         };
         let from = from.ok_or(RecvRefusal::Exists)?;
@@ -1013,6 +1073,8 @@ impl Model {
         ds.head = objset;
         ds.received = true;
         ds.touched = false;
+        self.space.charge(crate::space::objset_bound(&self.datasets[fs].head), 0);
+        self.observe_space();
         Ok(())
     }
 }

@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::model::{kind_of_dmu, kind_of_dsl, ErrKind, Model, MODEL_MAX_OBJECT};
 use crate::model::{MODEL_MAX_OFFSET, MODEL_OBJECT_END};
+use crate::space::{SpaceFit, SpaceNeed, SPACE_CHANGE_METADATA};
 
 /// Largest read an op makes: the engine allocates the whole length before looking further.
 pub const OP_READ_LEN_MAX: u64 = 1 << 20;
@@ -254,16 +255,21 @@ fn dsl(r: Result<(), DslError>) -> Result<(), ErrKind> {
 }
 
 /// Compare outcomes; the model runs only if the engine did not refuse for space (a refused
-/// call changes nothing, and the model cannot predict space).
+/// call changes nothing). A refusal for space is a violation when the model's space bound
+/// says the change fits (`fits`, judged before the call: `Model::space_violation`).
 /// `Ok(true)` when both succeeded, `Ok(false)` when both refused alike (or the engine for
-/// space).
+/// space, as the bound allows).
 fn compare<T: PartialEq + fmt::Debug>(
     what: &str,
+    fits: Option<SpaceFit>,
     engine: Result<T, ErrKind>,
     model: impl FnOnce() -> Result<T, ErrKind>,
 ) -> Result<bool, Divergence> {
     if engine == Err(ErrKind::NoSpace) {
-        return Ok(false);
+        return match fits {
+            Some(f) => Err(Divergence::new(format!("{what}: {f}"))),
+            None => Ok(false),
+        };
     }
     let model = model();
     if engine == model {
@@ -297,7 +303,9 @@ fn compare_read(
                 m.len()
             ))),
         },
-        (Err(ErrKind::NoSpace), _) => Ok(false),
+        (Err(ErrKind::NoSpace), _) => {
+            Err(Divergence::new(format!("{what}: a read was refused for space (ENOSPC)")))
+        }
         _ if engine.as_ref().err() == model.as_ref().err() => Ok(false),
         _ => Err(Divergence::new(format!(
             "{what}: engine {:?}, model {:?}",
@@ -405,9 +413,12 @@ impl Op {
     /// As `apply`.
     pub fn apply_checked(&self, spa: &mut Spa, model: &mut Model) -> Result<bool, Divergence> {
         let what = format!("{self:?}");
+        let fits = model.space_violation(spa.device_bytes(), self.space_need());
         match self {
             Self::Sync => {
-                spa.txg_sync().map(|_| true).map_err(|e| Divergence::new(format!("sync: {e}")))
+                let r = spa.txg_sync().map_err(|e| Divergence::new(format!("sync: {e}")));
+                model.synced_fully();
+                r.map(|_| true)
             }
             Self::SyncStep { steps } => sync_steps(spa, *steps).map(|()| true),
             Self::ExportImport => {
@@ -422,15 +433,26 @@ impl Op {
             | Self::SnapshotDestroy { .. }
             | Self::Rollback { .. }
             | Self::DatasetCreate { .. }
-            | Self::DatasetDestroy { .. } => self.apply_dsl(&what, spa, model),
+            | Self::DatasetDestroy { .. } => self.apply_dsl(&what, fits, spa, model),
             Self::ObjectAlloc { .. }
             | Self::ObjectClaim { .. }
             | Self::ObjectReclaim { .. }
             | Self::ObjectFree { .. }
             | Self::Fsync { .. }
-            | Self::SetBonus { .. } => self.apply_object(&what, spa, model),
-            _ => self.apply_data(&what, spa, model),
+            | Self::SetBonus { .. } => self.apply_object(&what, fits, spa, model),
+            _ => self.apply_data(&what, fits, spa, model),
         }
+    }
+
+    /// What this op needs from the space bound's point of view: a write dirties every block
+    /// it touches (at most its length plus two partial blocks) and the metadata above them;
+    /// any other change only metadata. (A receive's need is `replica`'s.)
+    fn space_need(&self) -> SpaceNeed {
+        let data = match self {
+            Self::Write { len, .. } => len + 2 * engine::limits::SPA_MAXBLOCKSIZE,
+            _ => 0,
+        };
+        SpaceNeed { dirty: data + SPACE_CHANGE_METADATA, live: 0 }
     }
 
     /// Run an `Op::SendRecv` into `dest` (`replica::send_recv`); any other op is a caller's
@@ -461,28 +483,34 @@ impl Op {
         crate::replica::send_recv(&args, spa, model, dest)
     }
 
-    fn apply_dsl(&self, what: &str, spa: &mut Spa, model: &mut Model) -> Result<bool, Divergence> {
+    fn apply_dsl(
+        &self,
+        what: &str,
+        fits: Option<SpaceFit>,
+        spa: &mut Spa,
+        model: &mut Model,
+    ) -> Result<bool, Divergence> {
         match self {
             Self::Snapshot { fs, name } => {
                 let n = format!("{}@s{name}", resolve(model, fs));
-                compare(what, dsl(spa.snapshot(&n)), || model.snapshot(&n))
+                compare(what, fits, dsl(spa.snapshot(&n)), || model.snapshot(&n))
             }
             Self::SnapshotDestroy { snap } => {
                 let n = resolve(model, snap);
-                compare(what, dsl(spa.snapshot_destroy(&n)), || model.snapshot_destroy(&n))
+                compare(what, fits, dsl(spa.snapshot_destroy(&n)), || model.snapshot_destroy(&n))
             }
             Self::Rollback { fs } => {
                 let n = resolve(model, fs);
-                compare(what, dsl(spa.rollback(&n)), || model.rollback(&n))
+                compare(what, fits, dsl(spa.rollback(&n)), || model.rollback(&n))
             }
             Self::DatasetCreate { parent, name } => {
                 let n = format!("{}/d{name}", resolve(model, parent));
                 let props = engine::DatasetProps::default();
-                compare(what, dsl(spa.dataset_create(&n, props)), || model.dataset_create(&n))
+                compare(what, fits, dsl(spa.dataset_create(&n, props)), || model.dataset_create(&n))
             }
             Self::DatasetDestroy { fs } => {
                 let n = resolve(model, fs);
-                compare(what, dsl(spa.dataset_destroy(&n)), || model.dataset_destroy(&n))
+                compare(what, fits, dsl(spa.dataset_destroy(&n)), || model.dataset_destroy(&n))
             }
             _ => unreachable!("not a DSL op: {what}"),
         }
@@ -491,48 +519,57 @@ impl Op {
     fn apply_object(
         &self,
         what: &str,
+        fits: Option<SpaceFit>,
         spa: &mut Spa,
         model: &mut Model,
     ) -> Result<bool, Divergence> {
         match self {
             Self::ObjectAlloc { fs, spec } => {
                 let n = resolve(model, fs);
-                compare(what, dmu(spa.object_alloc(&n, spec)), || model.object_alloc(&n, spec))
+                compare(what, fits, dmu(spa.object_alloc(&n, spec)), || {
+                    model.object_alloc(&n, spec)
+                })
             }
             Self::ObjectClaim { fs, obj, spec } => {
                 let n = resolve(model, fs);
                 let o = resolve_obj(model, &n, obj);
                 let e = dmu(spa.object_claim(&n, o, spec));
-                compare(what, e, || model.object_claim(&n, o, spec))
+                compare(what, fits, e, || model.object_claim(&n, o, spec))
             }
             Self::ObjectReclaim { fs, obj, spec } => {
                 let n = resolve(model, fs);
                 let o = resolve_obj(model, &n, obj);
                 let e = dmu(spa.object_reclaim(&n, o, spec));
-                compare(what, e, || model.object_reclaim(&n, o, spec))
+                compare(what, fits, e, || model.object_reclaim(&n, o, spec))
             }
             Self::ObjectFree { fs, obj } => {
                 let n = resolve(model, fs);
                 let o = resolve_obj(model, &n, obj);
-                compare(what, dmu(spa.object_free(&n, o)), || model.object_free(&n, o))
+                compare(what, fits, dmu(spa.object_free(&n, o)), || model.object_free(&n, o))
             }
             Self::Fsync { fs, obj } => {
                 let n = resolve(model, fs);
                 let o = resolve_obj(model, &n, obj);
-                compare(what, dmu(spa.fsync(&n, o).map(|_| ())), || model.fsync(&n, o))
+                compare(what, fits, dmu(spa.fsync(&n, o).map(|_| ())), || model.fsync(&n, o))
             }
             Self::SetBonus { fs, obj, bonustype, len, seed } => {
                 let n = resolve(model, fs);
                 let o = resolve_obj(model, &n, obj);
                 let b = pattern(*seed, 0, *len);
                 let e = dmu(spa.set_bonus(&n, o, *bonustype, &b));
-                compare(what, e, || model.set_bonus(&n, o, *bonustype, &b))
+                compare(what, fits, e, || model.set_bonus(&n, o, *bonustype, &b))
             }
             _ => unreachable!("not an object op: {what}"),
         }
     }
 
-    fn apply_data(&self, what: &str, spa: &mut Spa, model: &mut Model) -> Result<bool, Divergence> {
+    fn apply_data(
+        &self,
+        what: &str,
+        fits: Option<SpaceFit>,
+        spa: &mut Spa,
+        model: &mut Model,
+    ) -> Result<bool, Divergence> {
         match self {
             Self::Write { fs, obj, offset, len, seed } => {
                 assert!(*len <= OP_WRITE_LEN_MAX, "write of {len} bytes");
@@ -541,7 +578,7 @@ impl Op {
                 let offset = resolve_pos(model, &n, o, *offset);
                 let data = pattern(*seed, offset, usize::try_from(*len).expect("small"));
                 let e = dmu(spa.write(&n, o, offset, &data));
-                compare(what, e, || model.write(&n, o, offset, &data))
+                compare(what, fits, e, || model.write(&n, o, offset, &data))
             }
             Self::Read { ds, obj, offset, len } => {
                 assert!(*len <= OP_READ_LEN_MAX, "read of {len} bytes");
@@ -557,14 +594,14 @@ impl Op {
                 let o = resolve_obj(model, &n, obj);
                 let offset = resolve_pos(model, &n, o, *offset);
                 let e = dmu(spa.free_range(&n, o, offset, *len));
-                compare(what, e, || model.free_range(&n, o, offset, *len))
+                compare(what, fits, e, || model.free_range(&n, o, offset, *len))
             }
             Self::Truncate { fs, obj, offset } => {
                 let n = resolve(model, fs);
                 let o = resolve_obj(model, &n, obj);
                 let offset = resolve_pos(model, &n, o, *offset);
                 let e = dmu(spa.free_range(&n, o, offset, MODEL_OBJECT_END));
-                compare(what, e, || model.free_range(&n, o, offset, MODEL_OBJECT_END))
+                compare(what, fits, e, || model.free_range(&n, o, offset, MODEL_OBJECT_END))
             }
             _ => unreachable!("not a data op: {what}"),
         }

@@ -20,6 +20,7 @@ use crate::conformance::check_objset;
 use crate::model::{as_received, Model, RecvMaxblkids, RecvRefusal};
 use crate::op::{resolve, Divergence, Target};
 use crate::resend::same_records;
+use crate::space::{self, SpaceNeed, SPACE_CHANGE_METADATA};
 
 /// `-e`: embedded blocks as WRITE_EMBEDDED.
 pub const SEND_FLAG_EMBED: u8 = 1;
@@ -131,9 +132,18 @@ fn refusal_of(e: &RecvError) -> Option<RecvRefusal> {
 }
 
 /// A receive error disk damage explains (lenient runners): the receive failed and the
-/// target must be unchanged.
+/// target must be unchanged. (A refusal for space is judged by the space bound instead.)
 fn damage_error(e: &RecvError) -> bool {
-    matches!(e, RecvError::Pool(_) | RecvError::NoSpace)
+    matches!(e, RecvError::Pool(_))
+}
+
+/// What receiving `objset` needs from the space bound: every block it carries dirty, and
+/// the whole tree added to what the target holds (an incremental shares most of it: an
+/// overcount).
+#[must_use]
+pub fn recv_need(objset: &crate::model::ModelObjset) -> SpaceNeed {
+    let live = space::objset_bound(objset);
+    SpaceNeed { dirty: live + SPACE_CHANGE_METADATA, live }
 }
 
 /// The source snapshot pairs to send: `(from, to)` full names, oldest first.
@@ -212,7 +222,13 @@ pub fn send_recv(
             Dest::Same => (&mut *src, &mut *model),
             Dest::Other(s, m) => (&mut **s, &mut **m),
         };
+        let fits = m.space_violation(spa.device_bytes(), SpaceNeed::default());
         let engine = spa.dataset_destroy(&tfs).map_err(|e| crate::model::kind_of_dsl(&e));
+        if engine == Err(crate::model::ErrKind::NoSpace) {
+            if let Some(f) = fits {
+                return Err(Divergence::new(format!("destroy {tfs} before a full receive: {f}")));
+            }
+        }
         let damage = [crate::model::ErrKind::Io, crate::model::ErrKind::Suspended];
         if a.lenient && engine.is_err_and(|k| damage.contains(&k)) {
             report.detections += 1;
@@ -277,6 +293,7 @@ pub fn send_recv(
             return Ok(report);
         }
         let objects: Vec<u64> = objset.keys().copied().collect();
+        let fits = m.space_violation(spa.device_bytes(), recv_need(&objset));
         let engine = spa.recv(&tfs, &mut stream.as_slice(), &RecvOptions { force });
         let modified = matches!(engine, Err(RecvError::TargetModified(_)));
         // The model's side of the same receive (it changes the model only if it accepts).
@@ -285,11 +302,16 @@ pub fn send_recv(
             m.recv(&tfs, &short, objset, serial, from_serial, force, modified, lz4, &maxblkids)
         };
         match engine {
+            Err(RecvError::NoSpace) => {
+                return match fits {
+                    Some(f) => Err(Divergence::new(format!("{what}: {f}"))),
+                    None => Ok(report),
+                };
+            }
             Err(e) if a.lenient && damage_error(&e) => {
                 report.detections += 1;
                 return Ok(report);
             }
-            Err(RecvError::NoSpace) => return Ok(report),
             Err(e) => {
                 let want = model_recv(m, BTreeMap::new());
                 if want.is_ok() || want.err() != refusal_of(&e) {

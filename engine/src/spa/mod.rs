@@ -294,6 +294,12 @@ impl Spa {
         }
     }
 
+    /// Bytes of the device the pool lives on (what it was created or imported with).
+    #[must_use]
+    pub fn device_bytes(&self) -> u64 {
+        self.zio.dev.size_bytes()
+    }
+
     /// Direct access to block I/O, for checkers and tests (`oracle::integrity`).
     pub fn zio_mut(&mut self) -> &mut Zio {
         &mut self.zio

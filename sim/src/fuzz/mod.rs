@@ -396,19 +396,24 @@ fn compare_objsets(spa: &mut Spa, a: &str, b: &str) -> Result<(), String> {
 }
 
 /// Send `snap` (from `from` if given) and receive it into `dst`; `Ok(None)` if the pool is
-/// out of space for it.
+/// out of space for it and `fits` (the model's space bound, when there is a model) does not
+/// say it must fit.
 fn send_recv(
     spa: &mut Spa,
     snap: &str,
     from: Option<&str>,
     dst: &str,
     opts: &SendOptions,
+    fits: Option<oracle::space::SpaceFit>,
 ) -> Result<Option<String>, String> {
     let mut stream = Vec::new();
     spa.send(snap, from, opts, &mut stream).map_err(|e| format!("send {snap}: {e}"))?;
     match spa.recv(dst, &mut &stream[..], &RecvOptions::default()) {
         Ok(out) => Ok(Some(out.snapshot)),
-        Err(RecvError::NoSpace) => Ok(None),
+        Err(RecvError::NoSpace) => match fits {
+            Some(f) => Err(format!("receiving its own send of {snap} into {dst}: {f}")),
+            None => Ok(None),
+        },
         Err(e) => Err(format!("receiving its own send of {snap} ({opts:?}) into {dst}: {e}")),
     }
 }

@@ -67,15 +67,20 @@ fn ops_round_trip(spa: &mut Spa, model: &Model, send: SendChoice) {
     let to = &snaps[snaps.len() - 1];
     let from = (snaps.len() >= 2).then(|| &snaps[snaps.len() - 2]);
     let first = from.unwrap_or(to);
-    let Some(copy) =
-        send_recv(spa, first, None, OPS_COPY_FS, &opts).unwrap_or_else(|e| panic!("ops: {e}"))
+    // The copies are not in the model: each receive needs room for both.
+    let need = |s: &str| oracle::replica::recv_need(model.objset(s).expect("listed snapshot"));
+    let (a, b) = (need(first), need(to));
+    let both = oracle::space::SpaceNeed { dirty: a.dirty + b.dirty, live: a.live + b.live };
+    let fits = model.space_violation(spa.device_bytes(), both);
+    let Some(copy) = send_recv(spa, first, None, OPS_COPY_FS, &opts, fits)
+        .unwrap_or_else(|e| panic!("ops: {e}"))
     else {
         return;
     };
     compare_objsets(spa, first, &copy).unwrap_or_else(|e| panic!("ops: full round trip: {e}"));
     let Some(from) = from else { return };
-    let got =
-        send_recv(spa, to, Some(from), OPS_COPY_FS, &opts).unwrap_or_else(|e| panic!("ops: {e}"));
+    let got = send_recv(spa, to, Some(from), OPS_COPY_FS, &opts, fits)
+        .unwrap_or_else(|e| panic!("ops: {e}"));
     if let Some(copy) = got {
         compare_objsets(spa, to, &copy)
             .unwrap_or_else(|e| panic!("ops: incremental round trip: {e}"));
