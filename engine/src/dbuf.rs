@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::dnode::{DnodeAttrs, DnodePhys};
+use crate::limits::DNODE_BLOCK_SIZE;
 
 /// A whole dirty block, shared (never mutated in place) so the intent log can keep a logged
 /// write's data without copying it: a later change to the block makes a new buffer.
@@ -90,6 +91,30 @@ impl Dnode {
     #[must_use]
     pub fn new(object: u64, phys: DnodePhys) -> Self {
         Self { object, phys, dirty: Vec::new() }
+    }
+
+    /// Metadata bytes a change to blocks `first..=last` may dirty beyond the blocks
+    /// themselves, for the space check (dmu_tx_count_write's estimate): every indirect block
+    /// above them, in a tree as tall as the synced one or as `last` needs with one block
+    /// pointer, and the dnode's block, two copies each.
+    #[must_use]
+    pub fn write_metadata_bytes(&self, first: u64, last: u64) -> u64 {
+        assert!(first <= last, "empty block range {first}..={last}");
+        let attrs = self.attrs();
+        let epbs = attrs.epb_shift();
+        let ind = 1u64 << attrs.indblkshift;
+        let mut bytes = 2 * DNODE_BLOCK_SIZE;
+        let mut level = 1u32;
+        loop {
+            let shift = epbs * level;
+            let (a, b) = if shift >= 64 { (0, 0) } else { (first >> shift, last >> shift) };
+            let tall_enough = (last >> (shift - epbs).min(63)) == 0;
+            if tall_enough && level >= u32::from(self.phys.nlevels) {
+                return bytes;
+            }
+            bytes += 2 * (b - a + 1) * ind;
+            level += 1;
+        }
     }
 
     /// The current attributes (newest record, else synced).

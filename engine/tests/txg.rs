@@ -57,7 +57,10 @@ fn dirty_limit_and_timer_trigger_syncs() {
         spa.write("tank", o, i * 4096, &[1; 4096]).expect("write");
     }
     assert!(spa.last_synced_txg() > before, "the dirty limit must sync inline");
+    spa.txg_sync().expect("sync");
     spa.write("tank", o, 0, b"x").expect("write");
+    let dirty = spa.dirty_bytes();
+    assert!(dirty > 0 && dirty < cfg.dirty_bytes_max, "one small write dirties {dirty} bytes");
     assert!(!spa.sync_wanted(), "a fresh txg under the limit does not ask for a sync");
     spa.set_time(cfg.now_secs + 6);
     assert!(spa.sync_wanted(), "the host timer asks for a sync after the timeout");

@@ -90,7 +90,9 @@ pub struct Damage {
 }
 
 impl Damage {
-    fn hits(&self, offset: u64, len: u64) -> bool {
+    /// True when any sector of `[offset, offset + len)` is damaged.
+    #[must_use]
+    pub fn hits(&self, offset: u64, len: u64) -> bool {
         let sector = engine::limits::SPA_MINBLOCKSIZE;
         let (first, last) = (offset / sector, (offset + len.max(1) - 1) / sector);
         self.sectors.range(first..=last).next().is_some()

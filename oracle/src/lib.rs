@@ -42,4 +42,4 @@ pub use manifest::{
     ManifestLine,
 };
 pub use model::{kind_of_dmu, kind_of_dsl, ErrKind, Model, ModelError, ModelInfo, RecvMaxblkids};
-pub use op::{random_ops, Divergence, GenConfig, ObjRef, Op, Pos, Target};
+pub use op::{random_ops, Divergence, GenConfig, ObjRef, Op, Outcome, Pos, Target};

@@ -728,6 +728,7 @@ impl Model {
         offset: u64,
         data: &[u8],
     ) -> Result<(), ModelError> {
+        let charge = self.write_need(fs, object, offset, data.len() as u64).dirty;
         let os = self.head_mut(fs)?;
         check_object(object)?;
         let end = check_range(offset, data.len() as u64)?;
@@ -746,8 +747,7 @@ impl Model {
             ob.blocks.insert(blkid, Arc::new(block));
             ob.maxblkid = ob.maxblkid.max(blkid);
         }
-        let touched = (end - 1) / bs - offset / bs + 1;
-        self.space.charge(touched.saturating_mul(bs), data.len() as u64);
+        self.space.charge(charge, data.len() as u64);
         self.touch(fs);
         Ok(())
     }
@@ -929,6 +929,29 @@ impl Model {
         self.space.bounds()
     }
 
+    /// What a write of `len` bytes at `offset` of `object` in `fs` needs from the space
+    /// bound (`SpaceHistory::write_charge`; the most any write of `len` bytes can need when
+    /// the object or range is not valid: such a write is refused for that first).
+    #[must_use]
+    pub fn write_need(&self, fs: &str, object: u64, offset: u64, len: u64) -> SpaceNeed {
+        let ob = self.datasets.get(fs).and_then(|d| d.head.get(&object));
+        let dirty = match (ob, offset.checked_add(len)) {
+            (_, _) if len == 0 => 0,
+            (Some(ob), Some(end)) if end <= MODEL_MAX_OFFSET => {
+                let bs = u64::from(ob.blksz);
+                self.space.write_charge(object, ob, offset / bs, (end - 1) / bs)
+            }
+            _ => len + 2 * u64::from(MODEL_BLKSZ_MAX) + crate::space::SPACE_CHANGE_METADATA,
+        };
+        SpaceNeed { dirty, live: 0 }
+    }
+
+    /// What receiving `objset` into this pool needs from the space bound.
+    #[must_use]
+    pub fn recv_need(&self, objset: &ModelObjset) -> SpaceNeed {
+        self.space.recv_need(objset)
+    }
+
     /// When the engine refuses a change needing `need` for space, on a pool whose device is
     /// `device_bytes` long: `None` if the space bound allows it, else the figures that make
     /// the refusal a violation.
@@ -1042,7 +1065,8 @@ impl Model {
                 touched: false,
             };
             self.datasets.insert(fs.to_owned(), ds);
-            self.space.charge(crate::space::objset_bound(&self.datasets[fs].head), 0);
+            let need = self.space.recv_need(&self.datasets[fs].head);
+            self.space.charge(need.dirty, 0);
             self.observe_space();
             return Ok(());
         };
@@ -1073,7 +1097,8 @@ impl Model {
         ds.head = objset;
         ds.received = true;
         ds.touched = false;
-        self.space.charge(crate::space::objset_bound(&self.datasets[fs].head), 0);
+        let need = self.space.recv_need(&self.datasets[fs].head);
+        self.space.charge(need.dirty, 0);
         self.observe_space();
         Ok(())
     }

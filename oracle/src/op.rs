@@ -257,25 +257,35 @@ fn dsl(r: Result<(), DslError>) -> Result<(), ErrKind> {
 /// Compare outcomes; the model runs only if the engine did not refuse for space (a refused
 /// call changes nothing). A refusal for space is a violation when the model's space bound
 /// says the change fits (`fits`, judged before the call: `Model::space_violation`).
-/// `Ok(true)` when both succeeded, `Ok(false)` when both refused alike (or the engine for
-/// space, as the bound allows).
+/// The `Outcome` when both agree.
 fn compare<T: PartialEq + fmt::Debug>(
     what: &str,
     fits: Option<SpaceFit>,
     engine: Result<T, ErrKind>,
     model: impl FnOnce() -> Result<T, ErrKind>,
-) -> Result<bool, Divergence> {
+) -> Result<Outcome, Divergence> {
     if engine == Err(ErrKind::NoSpace) {
         return match fits {
             Some(f) => Err(Divergence::new(format!("{what}: {f}"))),
-            None => Ok(false),
+            None => Ok(Outcome::NoSpace),
         };
     }
     let model = model();
     if engine == model {
-        return Ok(engine.is_ok());
+        return Ok(if engine.is_ok() { Outcome::Applied } else { Outcome::Refused });
     }
     Err(Divergence::new(format!("{what}: engine {engine:?}, model {model:?}")))
+}
+
+/// How an op ended when the engine and the model agreed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Both applied it.
+    Applied,
+    /// Both refused it alike.
+    Refused,
+    /// The engine refused it for space, as the model's space bound allows; nothing changed.
+    NoSpace,
 }
 
 /// The first offset at which two byte strings differ (or the shorter length).
@@ -291,10 +301,10 @@ fn compare_read(
     what: &str,
     engine: Result<Vec<u8>, ErrKind>,
     model: Result<Vec<u8>, ErrKind>,
-) -> Result<bool, Divergence> {
+) -> Result<Outcome, Divergence> {
     match (&engine, &model) {
         (Ok(e), Ok(m)) => match first_difference(e, m) {
-            None => Ok(true),
+            None => Ok(Outcome::Applied),
             Some(at) => Err(Divergence::new(format!(
                 "{what}: data differs at +{at}: engine {:?}, model {:?} (lengths {} vs {})",
                 e.get(at),
@@ -306,7 +316,7 @@ fn compare_read(
         (Err(ErrKind::NoSpace), _) => {
             Err(Divergence::new(format!("{what}: a read was refused for space (ENOSPC)")))
         }
-        _ if engine.as_ref().err() == model.as_ref().err() => Ok(false),
+        _ if engine.as_ref().err() == model.as_ref().err() => Ok(Outcome::Refused),
         _ => Err(Divergence::new(format!(
             "{what}: engine {:?}, model {:?}",
             engine.map(|v| v.len()),
@@ -412,22 +422,36 @@ impl Op {
     /// # Errors
     /// As `apply`.
     pub fn apply_checked(&self, spa: &mut Spa, model: &mut Model) -> Result<bool, Divergence> {
+        self.apply_outcome(spa, model).map(|o| o == Outcome::Applied)
+    }
+
+    /// `apply`, telling how the op ended.
+    ///
+    /// # Errors
+    /// As `apply`.
+    pub fn apply_outcome(&self, spa: &mut Spa, model: &mut Model) -> Result<Outcome, Divergence> {
         let what = format!("{self:?}");
         let fits = model.space_violation(spa.device_bytes(), self.space_need());
         match self {
             Self::Sync => {
                 let r = spa.txg_sync().map_err(|e| Divergence::new(format!("sync: {e}")));
                 model.synced_fully();
-                r.map(|_| true)
+                r.map(|_| Outcome::Applied)
             }
-            Self::SyncStep { steps } => sync_steps(spa, *steps).map(|()| true),
+            Self::SyncStep { steps } => sync_steps(spa, *steps).map(|()| Outcome::Applied),
             Self::ExportImport => {
                 model.touch_all();
-                export_import(spa).map(|()| true)
+                export_import(spa).map(|()| Outcome::Applied)
             }
             Self::SendRecv { .. } => {
                 let r = self.send_recv(spa, model, crate::replica::Dest::Same, false)?;
-                Ok(r.received > 0)
+                Ok(if r.received > 0 {
+                    Outcome::Applied
+                } else if r.space_refused > 0 {
+                    Outcome::NoSpace
+                } else {
+                    Outcome::Refused
+                })
             }
             Self::Snapshot { .. }
             | Self::SnapshotDestroy { .. }
@@ -444,15 +468,10 @@ impl Op {
         }
     }
 
-    /// What this op needs from the space bound's point of view: a write dirties every block
-    /// it touches (at most its length plus two partial blocks) and the metadata above them;
-    /// any other change only metadata. (A receive's need is `replica`'s.)
+    /// What this op needs from the space bound's point of view: metadata only (a write
+    /// adds its blocks once resolved: `Model::write_need`; a receive's need is `replica`'s).
     fn space_need(&self) -> SpaceNeed {
-        let data = match self {
-            Self::Write { len, .. } => len + 2 * engine::limits::SPA_MAXBLOCKSIZE,
-            _ => 0,
-        };
-        SpaceNeed { dirty: data + SPACE_CHANGE_METADATA, live: 0 }
+        SpaceNeed { dirty: SPACE_CHANGE_METADATA, live: 0 }
     }
 
     /// Run an `Op::SendRecv` into `dest` (`replica::send_recv`); any other op is a caller's
@@ -489,7 +508,7 @@ impl Op {
         fits: Option<SpaceFit>,
         spa: &mut Spa,
         model: &mut Model,
-    ) -> Result<bool, Divergence> {
+    ) -> Result<Outcome, Divergence> {
         match self {
             Self::Snapshot { fs, name } => {
                 let n = format!("{}@s{name}", resolve(model, fs));
@@ -522,7 +541,7 @@ impl Op {
         fits: Option<SpaceFit>,
         spa: &mut Spa,
         model: &mut Model,
-    ) -> Result<bool, Divergence> {
+    ) -> Result<Outcome, Divergence> {
         match self {
             Self::ObjectAlloc { fs, spec } => {
                 let n = resolve(model, fs);
@@ -569,7 +588,7 @@ impl Op {
         fits: Option<SpaceFit>,
         spa: &mut Spa,
         model: &mut Model,
-    ) -> Result<bool, Divergence> {
+    ) -> Result<Outcome, Divergence> {
         match self {
             Self::Write { fs, obj, offset, len, seed } => {
                 assert!(*len <= OP_WRITE_LEN_MAX, "write of {len} bytes");
@@ -577,6 +596,8 @@ impl Op {
                 let o = resolve_obj(model, &n, obj);
                 let offset = resolve_pos(model, &n, o, *offset);
                 let data = pattern(*seed, offset, usize::try_from(*len).expect("small"));
+                let need = model.write_need(&n, o, offset, *len);
+                let fits = model.space_violation(spa.device_bytes(), need);
                 let e = dmu(spa.write(&n, o, offset, &data));
                 compare(what, fits, e, || model.write(&n, o, offset, &data))
             }

@@ -20,7 +20,7 @@ use crate::conformance::check_objset;
 use crate::model::{as_received, Model, RecvMaxblkids, RecvRefusal};
 use crate::op::{resolve, Divergence, Target};
 use crate::resend::same_records;
-use crate::space::{self, SpaceNeed, SPACE_CHANGE_METADATA};
+use crate::space::SpaceNeed;
 
 /// `-e`: embedded blocks as WRITE_EMBEDDED.
 pub const SEND_FLAG_EMBED: u8 = 1;
@@ -67,6 +67,8 @@ pub struct SendRecvReport {
     pub damaged_refused: u64,
     /// Errors the engine returned because of disk damage (lenient runners only).
     pub detections: u64,
+    /// Receives refused for space, as the target model's space bound allows.
+    pub space_refused: u64,
     /// Into another pool: its model after each receive, in order (a chain receives several
     /// streams, and a crash between two of them finds the state after the first).
     pub states: Vec<Model>,
@@ -135,15 +137,6 @@ fn refusal_of(e: &RecvError) -> Option<RecvRefusal> {
 /// target must be unchanged. (A refusal for space is judged by the space bound instead.)
 fn damage_error(e: &RecvError) -> bool {
     matches!(e, RecvError::Pool(_))
-}
-
-/// What receiving `objset` needs from the space bound: every block it carries dirty, and
-/// the whole tree added to what the target holds (an incremental shares most of it: an
-/// overcount).
-#[must_use]
-pub fn recv_need(objset: &crate::model::ModelObjset) -> SpaceNeed {
-    let live = space::objset_bound(objset);
-    SpaceNeed { dirty: live + SPACE_CHANGE_METADATA, live }
 }
 
 /// The source snapshot pairs to send: `(from, to)` full names, oldest first.
@@ -293,7 +286,7 @@ pub fn send_recv(
             return Ok(report);
         }
         let objects: Vec<u64> = objset.keys().copied().collect();
-        let fits = m.space_violation(spa.device_bytes(), recv_need(&objset));
+        let fits = m.space_violation(spa.device_bytes(), m.recv_need(&objset));
         let engine = spa.recv(&tfs, &mut stream.as_slice(), &RecvOptions { force });
         let modified = matches!(engine, Err(RecvError::TargetModified(_)));
         // The model's side of the same receive (it changes the model only if it accepts).
@@ -305,7 +298,10 @@ pub fn send_recv(
             Err(RecvError::NoSpace) => {
                 return match fits {
                     Some(f) => Err(Divergence::new(format!("{what}: {f}"))),
-                    None => Ok(report),
+                    None => {
+                        report.space_refused += 1;
+                        Ok(report)
+                    }
                 };
             }
             Err(e) if a.lenient && damage_error(&e) => {

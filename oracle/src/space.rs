@@ -42,7 +42,7 @@ use engine::limits::{
 };
 use engine::zil::ZIL_BLOCK_SIZE;
 
-use crate::model::ModelObjset;
+use crate::model::{ModelObject, ModelObjset};
 
 /// Full-sync intervals the window spans, and the times a head's metadata counts.
 const SPACE_WINDOW_SYNCS: usize = TXG_DEFER_SIZE as usize + 2;
@@ -59,6 +59,8 @@ const MOS_RECORD_BYTES: u64 = 1024;
 const DEFER_LIST_DIVISOR: u64 = 16;
 /// Dirty bytes charged for a change that writes no data (an allocation, a free, a bonus).
 pub const SPACE_CHANGE_CHARGE: u64 = 16 * 1024;
+/// Dirty bytes a receive's FREE record may charge, counted once per block it carries.
+const SPACE_RECORD_CHARGE: u64 = 1024;
 /// Log bytes charged per logged change, beyond its data (the record header).
 const SPACE_LOG_RECORD_BYTES: u64 = 512;
 /// Transient room a change needs beyond its data: the indirect blocks and dnode it dirties.
@@ -191,6 +193,41 @@ impl SpaceHistory {
     pub fn charge(&mut self, dirty: u64, logged: u64) {
         self.dirty = self.dirty.saturating_add(dirty);
         self.logged = self.logged.saturating_add(logged + SPACE_LOG_RECORD_BYTES);
+    }
+
+    /// What changing blocks `first..=last` of `object` (`ob`) dirties at most: the blocks,
+    /// and the metadata above them (the engine's `write_cost`): the dnode's block and every
+    /// indirect block over the range, two copies each, in a tree as tall as the object ever
+    /// was or the range needs.
+    #[must_use]
+    pub fn write_charge(&self, object: u64, ob: &ModelObject, first: u64, last: u64) -> u64 {
+        assert!(first <= last, "empty block range {first}..={last}");
+        let ibs = u32::from(ob.indblkshift);
+        let epbs = ibs - BLKPTR_SHIFT;
+        let p = self.peaks.get(&object).copied().unwrap_or_default();
+        let levels = height(p.maxblkid.max(ob.maxblkid).max(last), ibs) + p.extra_levels;
+        let mut bytes = (last - first + 1).saturating_mul(u64::from(ob.blksz));
+        bytes = bytes.saturating_add(2 * DNODE_BLOCK_SIZE);
+        for l in 1..levels {
+            let shift = epbs * l;
+            let (a, b) = if shift >= 64 { (0, 0) } else { (first >> shift, last >> shift) };
+            bytes = bytes.saturating_add((2 * (b - a + 1)) << ibs);
+        }
+        bytes
+    }
+
+    /// What receiving `objset` needs: every block it carries dirty as a write of that block
+    /// (and a record's worth per object and per hole), and the tree added to what is held.
+    #[must_use]
+    pub fn recv_need(&self, objset: &ModelObjset) -> SpaceNeed {
+        let mut dirty = 0u64;
+        for (&o, ob) in objset {
+            dirty = dirty.saturating_add(SPACE_CHANGE_CHARGE);
+            for &b in ob.blocks.keys() {
+                dirty = dirty.saturating_add(self.write_charge(o, ob, b, b) + SPACE_RECORD_CHARGE);
+            }
+        }
+        SpaceNeed { dirty, live: objset_bound(objset) }
     }
 
     /// An fsync commits the log (one more partly filled block at most).

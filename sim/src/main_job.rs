@@ -93,6 +93,8 @@ pub struct Summary {
     pub streams_refused: u64,
     /// Damaged streams (cut or flipped) refused.
     pub damaged_refused: u64,
+    /// Operations and receives refused for space, each allowed by the model's space bound.
+    pub space_refused: u64,
     /// Power cuts of the backup pool.
     pub backup_crashes: u64,
     /// Crash states inside a receive into the backup pool, checked.
@@ -128,6 +130,7 @@ impl Summary {
         self.streams_received += r.streams_received;
         self.streams_refused += r.streams_refused;
         self.damaged_refused += r.damaged_refused;
+        self.space_refused += r.space_refused;
         self.backup_crashes += r.backup_crashes;
         self.backup_crash_states += r.backup_crash_states;
         self.pools_recreated += r.pools_recreated;

@@ -24,7 +24,7 @@ use engine::{ImportError, Spa, SpaConfig, SpaError};
 use oracle::conformance;
 use oracle::integrity;
 use oracle::model::Model;
-use oracle::op::{random_ops, Divergence, GenConfig, Op};
+use oracle::op::{random_ops, Divergence, GenConfig, Op, Outcome, OP_WRITE_LEN_MAX};
 use oracle::replica::{Dest, SEND_FLAG_REMOTE};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -50,6 +50,11 @@ pub const OPS_PER_SEED_DEFAULT: usize = 120;
 pub const OPS_PER_SEED_MAX: usize = 10_000;
 /// Default simulated disk size.
 pub const SIM_DEVICE_BYTES_DEFAULT: u64 = 16 << 20;
+/// Disk size of the seeds that run under space pressure (`SimConfig::small_pool_pct`): small
+/// enough that writes are refused for space, and the model's space bound judges each refusal.
+pub const SIM_DEVICE_BYTES_SMALL: u64 = 3 << 20;
+/// Share of seeds (percent) on the small disk, drawn from the seed alone.
+pub const SMALL_POOL_PCT_DEFAULT: u64 = 25;
 /// How often the sync task looks at the txg timer and the dirty limits.
 pub const SYNC_TICK: Duration = Duration::from_millis(20);
 /// Txg timeout handed to the engine (host seconds; virtual time feeds `set_time`).
@@ -86,6 +91,9 @@ pub struct SimConfig {
     pub ops_per_seed: usize,
     /// Simulated disk size.
     pub device_bytes: u64,
+    /// Share of seeds (percent) that run on `SIM_DEVICE_BYTES_SMALL` instead, drawn from the
+    /// seed alone (so a replay or a shrink gets the same disk).
+    pub small_pool_pct: u64,
     /// Workload generator knobs.
     pub gen: GenConfig,
     /// The scheduler: madsim (builds with `--cfg madsim`) or sched's fallback.
@@ -98,6 +106,7 @@ impl Default for SimConfig {
             profile: Profile::Crash,
             ops_per_seed: OPS_PER_SEED_DEFAULT,
             device_bytes: SIM_DEVICE_BYTES_DEFAULT,
+            small_pool_pct: SMALL_POOL_PCT_DEFAULT,
             gen: GenConfig { write_len_max: 64 << 10, ..GenConfig::default() },
             executor: Executor::DEFAULT,
         }
@@ -141,6 +150,8 @@ pub struct SeedReport {
     pub streams_refused: u64,
     /// Damaged streams (cut, or a flipped byte) refused.
     pub damaged_refused: u64,
+    /// Operations and receives refused for space, each allowed by the model's space bound.
+    pub space_refused: u64,
     /// Power cuts of the backup pool's disk.
     pub backup_crashes: u64,
     /// Crash states in the middle of a receive into the backup pool, checked.
@@ -195,10 +206,28 @@ fn split(seed: u64) -> Seeds {
     }
 }
 
+/// The disk size of `seed` under `cfg`: `SIM_DEVICE_BYTES_SMALL` for `small_pool_pct` percent
+/// of seeds, drawn from the seed alone (no generator is consumed).
+#[must_use]
+pub fn device_bytes_for(seed: u64, cfg: &SimConfig) -> u64 {
+    const SALT: u64 = 0x5a11_b001;
+    if mix(seed ^ SALT) % 100 < cfg.small_pool_pct {
+        SIM_DEVICE_BYTES_SMALL
+    } else {
+        cfg.device_bytes
+    }
+}
+
 /// The operation list of `seed` under `cfg`, each op keyed by its index.
 #[must_use]
 pub fn ops_for(seed: u64, cfg: &SimConfig) -> Vec<KeyedOp> {
-    keyed(random_ops(split(seed).ops, cfg.ops_per_seed, &cfg.gen))
+    // Seeds on the small disk write up to the largest op size, so that they fill it.
+    let gen = if device_bytes_for(seed, cfg) == SIM_DEVICE_BYTES_SMALL {
+        GenConfig { write_len_max: OP_WRITE_LEN_MAX, ..cfg.gen }
+    } else {
+        cfg.gen
+    };
+    keyed(random_ops(split(seed).ops, cfg.ops_per_seed, &gen))
 }
 
 /// Run `seed` with its own operation list.
@@ -446,7 +475,8 @@ impl World {
             record_events: verbose,
             ..DiskConfig::default()
         };
-        let disk = SimDisk::new(cfg.device_bytes, disk_cfg, seeds.disk);
+        let device_bytes = device_bytes_for(seed, cfg);
+        let disk = SimDisk::new(device_bytes, disk_cfg, seeds.disk);
         let spa_cfg = SpaConfig {
             guid_seed: seed,
             now_secs: HOST_EPOCH_SECS,
@@ -465,8 +495,8 @@ impl World {
         let track_log = ops.iter().any(|(_, op)| matches!(op, Op::Fsync { .. }));
         let mut trace = Trace::new(verbose);
         trace.note(&format!(
-            "seed {seed} profile {} on {:?}: {} ops, {} clients (think means {:?} ms), soft \
-             dirty limit {} B",
+            "seed {seed} profile {} on {:?}, a disk of {device_bytes} B: {} ops, {} clients \
+             (think means {:?} ms), soft dirty limit {} B",
             cfg.profile,
             cfg.executor,
             ops.len(),
@@ -592,8 +622,12 @@ impl World {
         if ctx.syncing_txg.is_some() {
             self.report.ops_while_syncing += 1;
         }
-        let before =
-            (self.lenient() && !matches!(op, Op::Read { .. })).then(|| Rc::new(self.model.clone()));
+        // The model before the op: for recovery under faults, and for the ops whose space
+        // check may sync txgs before they change anything (the committed state is then this).
+        let presync =
+            matches!(op, Op::Write { .. } | Op::ObjectAlloc { .. } | Op::ObjectClaim { .. });
+        let before = ((self.lenient() && !matches!(op, Op::Read { .. })) || presync)
+            .then(|| Rc::new(self.model.clone()));
         let applied =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(&op, key, at)))
                 .unwrap_or_else(|p| Applied::Violation(format!("panic: {}", panic_message(&*p))));
@@ -625,13 +659,18 @@ impl World {
         match applied {
             Applied::Ok(succeeded) => {
                 if succeeded {
-                    self.note_logged(i, op, open_txg);
+                    // A space check that synced the open txg before the change put the change
+                    // (and its log record) in a later txg, still open and dirty.
+                    let spa = self.spa();
+                    let presynced = spa.last_synced_txg() >= open_txg && spa.is_dirty();
+                    let txg = if presynced { spa.open_txg() } else { open_txg };
+                    self.note_logged(i, op, txg);
                 }
             }
             Applied::ReadError(_) => {
                 self.report.detections += 1;
-                if let Some(b) = before {
-                    self.model = (*b).clone();
+                if let Some(b) = &before {
+                    self.model = (**b).clone();
                 }
             }
             Applied::Suspended(_) => {
@@ -650,7 +689,7 @@ impl World {
             }
             Applied::Violation(m) => return Err(m),
         }
-        self.reconcile()?;
+        self.reconcile(before.as_ref())?;
         self.check_pool(op.changes_snapshots_or_heads())
     }
 
@@ -660,7 +699,10 @@ impl World {
     fn apply(&mut self, op: &Op, key: OpKey, at: Duration) -> Applied {
         match op {
             Op::Sync => match self.spa().txg_sync() {
-                Ok(_) => Applied::Ok(true),
+                Ok(_) => {
+                    self.model.synced_fully();
+                    Applied::Ok(true)
+                }
                 Err(e) => self.classify_spa(&e),
             },
             Op::SyncStep { steps } => self.sync_steps(*steps, at),
@@ -668,8 +710,11 @@ impl World {
             Op::SendRecv { .. } => self.send_recv(op, key),
             _ => {
                 let spa = self.spa.as_mut().expect("invariant: pool imported");
-                match op.apply_checked(spa, &mut self.model) {
-                    Ok(succeeded) => Applied::Ok(succeeded),
+                match op.apply_outcome(spa, &mut self.model) {
+                    Ok(o) => {
+                        self.report.space_refused += u64::from(o == Outcome::NoSpace);
+                        Applied::Ok(o == Outcome::Applied)
+                    }
                     Err(d) => self.classify(&d),
                 }
             }
@@ -705,6 +750,7 @@ impl World {
                 self.report.streams_received += r.received;
                 self.report.streams_refused += r.refused;
                 self.report.damaged_refused += r.damaged_refused;
+                self.report.space_refused += r.space_refused;
                 self.report.detections += r.detections;
                 Applied::Ok(r.received > 0)
             }
@@ -908,8 +954,10 @@ impl World {
         Ok(())
     }
 
-    /// After an op: account for the syncs it ran inline (DSL ops, `Sync`, the dirty limit).
-    fn reconcile(&mut self) -> Result<(), String> {
+    /// After an op: account for the syncs it ran inline (DSL ops, `Sync`, the dirty limit,
+    /// a space check waiting for deferred frees before the change: `before` is the model
+    /// then, for the ops that make one).
+    fn reconcile(&mut self, before: Option<&Rc<Model>>) -> Result<(), String> {
         let spa = self.spa.as_ref().expect("invariant: pool imported");
         let (synced, syncing, dirty) = (spa.last_synced_txg(), spa.syncing_txg(), spa.is_dirty());
         if syncing.is_none() {
@@ -939,8 +987,9 @@ impl World {
             self.remember(synced, Rc::clone(&self.committed));
             return self.integrity();
         }
-        match known {
-            Some((t, m)) if t == synced => self.commit(t, m),
+        match (known, before) {
+            (Some((t, m)), _) if t == synced => self.commit(t, m),
+            (_, Some(b)) => self.commit(synced, Rc::clone(b)),
             _ => Err(format!("txg {synced} committed inside an op with changes still dirty")),
         }
     }
@@ -1248,7 +1297,7 @@ impl World {
         self.set_clock(at);
         self.trace.at(at, "finish: final sync");
         match self.spa().txg_sync() {
-            Ok(_) => self.reconcile()?,
+            Ok(_) => self.reconcile(None)?,
             Err(e) => match self.classify_spa(&e) {
                 Applied::Suspended(_) => {
                     self.report.detections += 1;

@@ -301,7 +301,33 @@ impl Objset {
         }
     }
 
-    /// Write `data` at byte `offset` of `object` in `txg`. Returns the bytes dirtied.
+    /// The bytes a write of `len` bytes at `offset` of `object` dirties: its whole blocks
+    /// and the metadata above them (`Dnode::write_metadata_bytes`). Nothing changes; the
+    /// errors are `write`'s argument errors, in its order.
+    ///
+    /// # Errors
+    /// `ReadOnly`, `InvalidObject`, `OffsetOverflow`, `NoSuchObject`.
+    pub fn write_cost(
+        &mut self,
+        zio: &mut Zio,
+        object: u64,
+        offset: u64,
+        len: u64,
+    ) -> Result<u64, DmuError> {
+        self.writable()?;
+        check_object(object)?;
+        let end = check_range(offset, len)?;
+        let dn = self.hold(zio, object)?;
+        let bs = u64::from(dn.attrs().blksz);
+        if len == 0 {
+            return Ok(0);
+        }
+        let (first, last) = (offset / bs, (end - 1) / bs);
+        Ok((last - first + 1) * bs + dn.write_metadata_bytes(first, last))
+    }
+
+    /// Write `data` at byte `offset` of `object` in `txg`. Returns the bytes dirtied (as
+    /// `write_cost` counts them).
     ///
     /// # Errors
     /// `OffsetOverflow`, `NoSuchObject`, read errors (read-modify-write of partial blocks).
@@ -351,12 +377,14 @@ impl Objset {
             rec.blocks.insert(blkid, std::sync::Arc::new(block));
             rec.attrs.maxblkid = rec.attrs.maxblkid.max(blkid);
         }
+        dirtied += self.hold(zio, object)?.write_metadata_bytes(first, last);
         self.mark_dirty(txg, object);
         Ok(dirtied)
     }
 
     /// Write one whole, aligned block taking ownership of its buffer (no copy): the
-    /// receive and large sequential-write path. Returns the bytes dirtied.
+    /// receive and large sequential-write path. Returns the bytes dirtied (the block and
+    /// the metadata above it).
     ///
     /// # Errors
     /// `OffsetOverflow`, `NoSuchObject`, `InvalidBlockSize` (data not one block).
@@ -379,11 +407,12 @@ impl Objset {
             .checked_mul(u64::from(bs))
             .ok_or(DmuError::OffsetOverflow { offset: blkid, len: u64::from(bs) })?;
         check_range(offset, u64::from(bs))?;
+        let meta = dn.write_metadata_bytes(blkid, blkid);
         let rec = dn.record_mut(txg);
         rec.blocks.insert(blkid, std::sync::Arc::new(data));
         rec.attrs.maxblkid = rec.attrs.maxblkid.max(blkid);
         self.mark_dirty(txg, object);
-        Ok(u64::from(bs))
+        Ok(u64::from(bs) + meta)
     }
 
     /// Read `len` bytes at `offset` of `object` (holes and bytes past the end read as zero).

@@ -351,12 +351,13 @@ impl Spa {
         (&mut self.zio, &mut ds.head, txg)
     }
 
+    /// Count `bytes` more dirty, refusing (ENOSPC) when the sync could not write them with
+    /// their metadata: the same rule as every other change (`space_check`; a receive used
+    /// to leave out the metadata's quarter, and a full receive into a nearly full pool then
+    /// suspended it in the sync instead of refusing).
     fn account_recv(&mut self, bytes: u64) -> Result<(), RecvError> {
+        self.space_check(bytes).map_err(|e| map_dmu(0, "WRITE", e))?;
         *self.dirty.entry(self.txg.open).or_default() += bytes;
-        let free = self.zio.ms.free_bytes();
-        if self.dirty_bytes() + self.slop_bytes() > free {
-            return Err(RecvError::NoSpace);
-        }
         Ok(())
     }
 

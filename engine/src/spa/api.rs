@@ -271,7 +271,7 @@ impl Spa {
     /// Refuse a change that could not be synced with the space left (ENOSPC). Freed space
     /// waits out its defer period; when that would make room, sync txgs until it is released
     /// and check again (OpenZFS's ERESTART-and-wait in dmu_tx_assign).
-    fn space_check(&mut self, more: u64) -> Result<(), DmuError> {
+    pub(crate) fn space_check(&mut self, more: u64) -> Result<(), DmuError> {
         for _ in 0..=crate::limits::TXG_DEFER_SIZE {
             let pending = self.dirty_bytes() + more;
             let need = pending + pending / 4 + self.slop_bytes();
@@ -367,7 +367,11 @@ impl Spa {
         offset: u64,
         data: &[u8],
     ) -> Result<(), DmuError> {
-        self.space_check(data.len() as u64 + 2 * 16384)?;
+        let more = {
+            let (zio, os, _) = self.head(fs)?;
+            os.write_cost(zio, object, offset, data.len() as u64)?
+        };
+        self.space_check(more)?;
         let replaying = self.replaying;
         let (zio, os, txg) = self.head(fs)?;
         let dirtied = os.write(zio, txg, object, offset, data)?;

@@ -27,6 +27,8 @@ use phys::{Bp, MosPhys, UberblockPhys, ZilHeaderPhys, BP_BYTES, SEALED_BYTES};
 
 /// Object number used for the objset block and the MOS blocks in problems and visits.
 pub const OBJSET_OBJECT: u64 = u64::MAX;
+/// Why a free made since the commit is a problem: the disk names no such log extent.
+pub const ZIL_FREED_UNKNOWN: &str = "freed after the commit, not an intent-log extent";
 /// Block pointers (holes and embedded included) visited before the walk gives up: a
 /// checksummed but malicious image could otherwise fan out far beyond any real pool.
 pub const WALK_POINTERS_MAX: u64 = 1 << 28;
@@ -59,12 +61,18 @@ pub struct Findings {
     pub problems: Vec<Problem>,
     /// Damage known to the harness: the problems it explains are counted, not kept.
     pub damage: Option<Damage>,
+    /// An intent-log chain ended at a block in damaged sectors: the blocks after it, which
+    /// the engine still holds (and frees once it replays or drops the log), are unknown to
+    /// the walk.
+    pub zil_cut_by_damage: bool,
 }
 
 impl Findings {
     /// Record a problem (dropped once the list is full; counted if damage explains it).
     pub fn problem(&mut self, p: Problem) {
-        if self.damage.as_ref().is_some_and(|d| d.explains(&p)) {
+        let beyond_cut = self.zil_cut_by_damage
+            && matches!(p, Problem::DeferredListDiffers { why, .. } if why == ZIL_FREED_UNKNOWN);
+        if beyond_cut || self.damage.as_ref().is_some_and(|d| d.explains(&p)) {
             self.report.explained_by_damage += 1;
         } else if self.problems.len() < INTEGRITY_PROBLEMS_MAX {
             self.problems.push(p);

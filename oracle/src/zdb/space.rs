@@ -143,7 +143,7 @@ fn deferred_lists(
         } else if overlap(live, &dva).is_some() {
             f.problem(Problem::DeferredOverlap { txg, dva });
         } else {
-            let why = "freed after the commit, not an intent-log extent";
+            let why = super::ZIL_FREED_UNKNOWN;
             f.problem(Problem::DeferredListDiffers { txg, dva, why });
         }
     }

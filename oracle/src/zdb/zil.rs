@@ -34,14 +34,24 @@ impl Walker<'_> {
         let (mut at, mut seq, mut nonce) = (h.first, h.seq, h.nonce);
         for _ in 0..ZIL_CHAIN_BLOCKS_MAX {
             self.zil_extent(at);
-            let Some(buf) = self.read(at.offset, ZIL_BLOCK_BYTES) else { return };
+            // Where the chain ends on a damaged block, what came after it is unknown.
+            let cut = |f: &mut super::Findings| {
+                f.zil_cut_by_damage |=
+                    f.damage.as_ref().is_some_and(|d| d.hits(at.offset, at.asize));
+            };
+            let Some(buf) = self.read(at.offset, ZIL_BLOCK_BYTES) else {
+                cut(&mut self.f);
+                return;
+            };
             if !block_ok(&buf, at.offset, h.guid, seq, nonce) {
+                cut(&mut self.f);
                 return;
             }
             self.f.report.zil_blocks += 1;
             let used = usize::try_from(le64(&buf, 40)).unwrap_or(usize::MAX);
             let area = &buf[SEALED_BYTES..SEALED_BYTES + used];
             if !self.zil_records(area) {
+                cut(&mut self.f);
                 return;
             }
             let next = Dva { offset: le64(&buf, 24), asize: le64(&buf, 32) };

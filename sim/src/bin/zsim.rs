@@ -440,6 +440,11 @@ fn print_summary(cfg: &JobConfig, s: &Summary) {
         s.backup_crash_states
     );
     println!(
+        "space: {} operations and receives refused for space, each allowed by the model's \
+         space bound (any other refusal is a violation)",
+        s.space_refused
+    );
+    println!(
         "unmodelled: {} seeds ended early where no model of the pool is known (at most {}% \
          may); {} pools lost to damage beyond repair (detected) and created anew",
         s.unmodelled,

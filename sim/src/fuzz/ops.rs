@@ -68,7 +68,7 @@ fn ops_round_trip(spa: &mut Spa, model: &Model, send: SendChoice) {
     let from = (snaps.len() >= 2).then(|| &snaps[snaps.len() - 2]);
     let first = from.unwrap_or(to);
     // The copies are not in the model: each receive needs room for both.
-    let need = |s: &str| oracle::replica::recv_need(model.objset(s).expect("listed snapshot"));
+    let need = |s: &str| model.recv_need(model.objset(s).expect("listed snapshot"));
     let (a, b) = (need(first), need(to));
     let both = oracle::space::SpaceNeed { dirty: a.dirty + b.dirty, live: a.live + b.live };
     let fits = model.space_violation(spa.device_bytes(), both);
