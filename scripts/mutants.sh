@@ -11,7 +11,8 @@
 #   --file PATH   mutate only PATH (repeatable); default: the files below.
 #   --list        list the mutants and exit.
 # Needs cargo-mutants (`cargo install cargo-mutants --locked`, installed here if missing).
-# Time: each mutant builds the release profile and runs about a minute of simulation.
+# Time: each mutant rebuilds the `mutants` profile (release code, incremental, no debug
+# info) and runs about 35 s of simulation on two free cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,7 +44,7 @@ for f in "${files[@]}"; do
 done
 
 command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
-common=(mutants "${file_args[@]}" "${shard[@]}" --profile release --no-shuffle)
+common=(mutants "${file_args[@]}" "${shard[@]}" --profile mutants --no-shuffle)
 if [ $list -eq 1 ]; then
   exec cargo "${common[@]}" --list
 fi
