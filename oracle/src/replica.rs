@@ -273,6 +273,8 @@ pub fn send_recv(
         let what = format!("receive {to} (from {from:?}) into {tfs}");
         if i == 0 && a.damage != 0 {
             let bad = damaged(&stream, a.damage);
+            // What a damaged stream dirties before it is refused is not the model's to know.
+            m.space_unknown_dirty();
             match spa.recv(&tfs, &mut bad.as_slice(), &RecvOptions { force }) {
                 Ok(o) => {
                     return Err(Divergence::new(format!(
@@ -286,7 +288,10 @@ pub fn send_recv(
             return Ok(report);
         }
         let objects: Vec<u64> = objset.keys().copied().collect();
-        let fits = m.space_violation(spa.device_bytes(), m.recv_need(&objset));
+        let need = m.recv_need(&objset);
+        let fits = m.space_violation(spa.device_bytes(), need);
+        // A receive dirties what it applies even when it fails later (and changes nothing).
+        m.space_charge(need.dirty);
         let engine = spa.recv(&tfs, &mut stream.as_slice(), &RecvOptions { force });
         let modified = matches!(engine, Err(RecvError::TargetModified(_)));
         // The model's side of the same receive (it changes the model only if it accepts).

@@ -63,6 +63,9 @@ pub const SPACE_CHANGE_CHARGE: u64 = 16 * 1024;
 const SPACE_RECORD_CHARGE: u64 = 1024;
 /// Log bytes charged per logged change, beyond its data (the record header).
 const SPACE_LOG_RECORD_BYTES: u64 = 512;
+/// Dirty bytes charged when they cannot be known (a damaged stream received): more than any
+/// device, so nothing is judged until the next full sync.
+pub const SPACE_DIRTY_UNKNOWN: u64 = 1 << 62;
 /// Transient room a change needs beyond its data: the indirect blocks and dnode it dirties.
 pub const SPACE_CHANGE_METADATA: u64 = 256 * 1024;
 
@@ -130,8 +133,9 @@ pub struct SpaceHistory {
     blind_syncs: usize,
     /// Highest object number ever allocated (any filesystem): the meta-dnode never shrinks.
     peak_object: u64,
-    /// Per object number (any filesystem): the highest maxblkid it ever had, and the levels a
-    /// receive added by lowering its block-pointer count (the tree never gets shallower).
+    /// Per object number (any filesystem): the most levels its tree ever needed, and the
+    /// levels a receive added by lowering its block-pointer count (a tree never gets
+    /// shallower, not even when the object is re-created).
     peaks: BTreeMap<u64, ObjectPeak>,
 }
 
@@ -147,7 +151,7 @@ struct Interval {
 
 #[derive(Clone, Copy, Debug, Default)]
 struct ObjectPeak {
-    maxblkid: u64,
+    levels: u32,
     nblkptr: u8,
     extra_levels: u32,
 }
@@ -204,8 +208,7 @@ impl SpaceHistory {
         assert!(first <= last, "empty block range {first}..={last}");
         let ibs = u32::from(ob.indblkshift);
         let epbs = ibs - BLKPTR_SHIFT;
-        let p = self.peaks.get(&object).copied().unwrap_or_default();
-        let levels = height(p.maxblkid.max(ob.maxblkid).max(last), ibs) + p.extra_levels;
+        let levels = self.levels(object, ob, last);
         let mut bytes = (last - first + 1).saturating_mul(u64::from(ob.blksz));
         bytes = bytes.saturating_add(2 * DNODE_BLOCK_SIZE);
         for l in 1..levels {
@@ -291,11 +294,20 @@ impl SpaceHistory {
         cur.log = cur.log.max(log);
     }
 
+    /// Levels the tree of `object` (`ob`) may have with a block `last` in it: as many as it
+    /// ever needed (with the indirect block size it had then: a re-created object keeps its
+    /// height), or `last` needs, plus those a receive added.
+    fn levels(&self, object: u64, ob: &ModelObject, last: u64) -> u32 {
+        let p = self.peaks.get(&object).copied().unwrap_or_default();
+        let now = height(ob.maxblkid.max(last), u32::from(ob.indblkshift));
+        p.levels.max(now) + p.extra_levels
+    }
+
     fn note_peaks(&mut self, os: &ModelObjset) {
         for (&o, ob) in os {
             self.peak_object = self.peak_object.max(o);
             let p = self.peaks.entry(o).or_default();
-            p.maxblkid = p.maxblkid.max(ob.maxblkid);
+            p.levels = p.levels.max(height(ob.maxblkid, u32::from(ob.indblkshift)));
             if p.nblkptr != 0 && ob.nblkptr < p.nblkptr {
                 p.extra_levels += 1;
             }
@@ -331,8 +343,7 @@ impl SpaceHistory {
             indirect_blocks(&dnode_blocks, mdn_levels, DN_DFL_INDBLKSHIFT) << DN_DFL_INDBLKSHIFT;
         for (o, ob) in os {
             let ibs = u32::from(ob.indblkshift);
-            let p = self.peaks.get(o).copied().unwrap_or_default();
-            let levels = height(p.maxblkid.max(ob.maxblkid), ibs) + p.extra_levels;
+            let levels = self.levels(*o, ob, ob.maxblkid);
             let ids: Vec<u64> = ob.blocks.keys().copied().collect();
             bytes += indirect_blocks(&ids, levels, ibs) << ibs;
         }

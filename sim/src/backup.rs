@@ -172,7 +172,7 @@ impl Backup {
         let after = [("after the receive", &self.model)];
         let earlier = earlier.iter().map(|m| ("before the receive, or between its steps", *m));
         for (what, m) in after.into_iter().chain(earlier) {
-            match check_pool(&mut spa, m, self.profile) {
+            match check_pool(&mut spa, m, self.profile, true) {
                 Ok(d) => {
                     self.report.detections += d;
                     return Ok(());
@@ -208,7 +208,7 @@ impl Backup {
         let spa = self.spa.as_mut().expect("just imported");
         let mut errors = Vec::new();
         for m in [want.clone(), self.model.clone()] {
-            match check_pool(spa, &m, profile) {
+            match check_pool(spa, &m, profile, true) {
                 Ok(d) => {
                     self.report.detections += d;
                     self.model = m;
@@ -252,7 +252,7 @@ impl Backup {
         let lenient = self.lenient();
         let spa = self.spa.as_mut().expect("invariant: backup pool imported");
         self.report.checks += 1;
-        self.report.detections += check_pool(spa, &self.model, self.profile)?;
+        self.report.detections += check_pool(spa, &self.model, self.profile, false)?;
         if !lenient && spa.syncing_txg().is_none() {
             self.report.checks += 1;
             integrity::check(spa).map_err(|e| format!("backup integrity: {e}"))?;
@@ -261,10 +261,21 @@ impl Backup {
     }
 }
 
-/// Conformance of `spa` against `model` (strict, or lenient: errors are detections).
-fn check_pool(spa: &mut Spa, model: &Model, profile: Profile) -> Result<u64, String> {
+/// Conformance of `spa` against `model` (strict, or lenient: errors are detections);
+/// `imported`: just imported from a crash state (`conformance::check_imported`).
+fn check_pool(
+    spa: &mut Spa,
+    model: &Model,
+    profile: Profile,
+    imported: bool,
+) -> Result<u64, String> {
     if profile != Profile::None && profile != Profile::Crash {
         return crate::lenient::check(spa, model, true, profile == Profile::Unrestricted);
     }
-    conformance::check(spa, model).map(|()| 0).map_err(|d| d.to_string())
+    let r = if imported {
+        conformance::check_imported(spa, model)
+    } else {
+        conformance::check(spa, model)
+    };
+    r.map(|()| 0).map_err(|d| d.to_string())
 }

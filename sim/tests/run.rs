@@ -222,3 +222,26 @@ fn main_job_reruns_seeds_and_finds_them_deterministic() {
     assert_eq!(summary.determinism_checked, 3);
     assert!(summary.failures.is_empty(), "{:?}", summary.failures);
 }
+
+/// Seeds (120 ops, the default) that the space checks once failed, each now passing: the
+/// engine refused space wrongly or suspended (`none` 295: a receive and sparse writes left
+/// out the metadata they dirty), the oracle missed damage that cut an intent-log chain
+/// (`faults` 153), or the space bound was too low (`crash`: a re-created object keeps its
+/// tree's height; a failed receive still dirtied its records; a crash state is checked
+/// without the space bound, which is blind after an import).
+#[test]
+fn space_pressure_seeds_pass() {
+    let seeds = [
+        (295, Profile::None),
+        (153, Profile::Faults),
+        (2857, Profile::Crash),
+        (6036, Profile::Crash),
+        (7456, Profile::Crash),
+        (9194, Profile::Crash),
+    ];
+    for (seed, profile) in seeds {
+        let cfg = SimConfig { profile, ..SimConfig::default() };
+        let r = run_seed(seed, &cfg, false);
+        assert_eq!(r.failure, None, "zsim replay --seed {seed} --profile {profile}");
+    }
+}

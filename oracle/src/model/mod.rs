@@ -863,6 +863,17 @@ impl Model {
         SpaceNeed { dirty, live: 0 }
     }
 
+    /// Charge `dirty` bytes to the space bound (a receive's records, whatever its outcome).
+    pub fn space_charge(&mut self, dirty: u64) {
+        self.space.charge(dirty, 0);
+    }
+
+    /// Dirty bytes unknown until the next full sync (a damaged stream received): no refusal
+    /// for space is judged until then.
+    pub fn space_unknown_dirty(&mut self) {
+        self.space.charge(crate::space::SPACE_DIRTY_UNKNOWN, 0);
+    }
+
     /// What receiving `objset` into this pool needs from the space bound.
     #[must_use]
     pub fn recv_need(&self, objset: &ModelObjset) -> SpaceNeed {

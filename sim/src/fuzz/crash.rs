@@ -188,7 +188,7 @@ impl CrashSim {
                 }
             };
             let state = r.model.unwrap_or_else(|| c.clone());
-            match conformance::check(&mut self.spa, &state) {
+            match conformance::check_imported(&mut self.spa, &state) {
                 Ok(()) => {
                     assert!(
                         r.lost.is_empty(),

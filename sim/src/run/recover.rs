@@ -91,7 +91,7 @@ impl World {
                     continue;
                 }
             };
-            match self.check_against(&replay.candidate.model, true) {
+            match self.check_against(&replay.candidate.model, true, true) {
                 Ok(()) => return self.adopt_replayed(&replay, txg, at, why),
                 Err(e) => errors.push(format!("[{}] {e}", replay.candidate.what)),
             }
@@ -206,14 +206,22 @@ impl World {
     }
 
     /// Conformance of the pool against `model`: strict in the undamaged profiles, lenient
-    /// (errors are detections) under faults.
-    pub(super) fn check_against(&mut self, model: &Model, snapshots: bool) -> Result<(), String> {
+    /// (errors are detections) under faults. `imported`: the pool was just imported from a
+    /// crash state (`conformance::check_imported`).
+    pub(super) fn check_against(
+        &mut self,
+        model: &Model,
+        snapshots: bool,
+        imported: bool,
+    ) -> Result<(), String> {
         let lenient = self.lenient();
         let metadata_errors_ok = self.profile == Profile::Unrestricted;
         let spa = self.spa.as_mut().expect("invariant: pool imported");
         self.report.checks += 1;
         if !lenient {
-            let r = if snapshots {
+            let r = if imported {
+                conformance::check_imported(spa, model)
+            } else if snapshots {
                 conformance::check(spa, model)
             } else {
                 conformance::check_heads(spa, model)
@@ -230,7 +238,7 @@ impl World {
             return Ok(());
         }
         let model = std::mem::replace(&mut self.model, Model::new(SIM_POOL));
-        let r = self.check_against(&model, snapshots);
+        let r = self.check_against(&model, snapshots, false);
         self.model = model;
         r
     }
