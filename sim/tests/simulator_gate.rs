@@ -4,7 +4,7 @@
 //! a minute in release); `scripts/mutants.sh` runs it with `--ignored`. Sizes come from the
 //! environment so a user can trade time for strength: `ZSIM_GATE_CRASH_SEEDS` (default
 //! 150), `ZSIM_GATE_FAULTS_SEEDS` (default 50), `ZSIM_GATE_JOBS` (default 2: the run's
-//! worker count; about 35 s of run time on two free cores).
+//! worker count; about 45 s of run time on two free cores).
 
 use std::process::Command;
 
