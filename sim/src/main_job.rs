@@ -3,7 +3,7 @@
 //! Seeds are split across machines with `--shard I/N` (seed s belongs to shard s % N); a
 //! share of seeds runs twice and must give the same trace hash (property 6).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::run::{run_seed, SeedReport, SimConfig};
@@ -24,6 +24,10 @@ pub struct JobConfig {
     pub shard: (u64, u64),
     /// Share of seeds run twice, percent.
     pub determinism_pct: u64,
+    /// Stop taking new seeds once one has failed (`--fail-fast`): the summary then covers
+    /// the seeds run so far (seeds already running finish). For gates such as the mutation
+    /// score's simulator pass, where one failure is the whole answer.
+    pub fail_fast: bool,
     /// The simulation knobs.
     pub sim: SimConfig,
 }
@@ -249,11 +253,18 @@ pub fn run_job(cfg: &JobConfig, tick: &(dyn Fn(&SeedReport) + Sync)) -> Summary 
     let next = AtomicU64::new(0);
     let det = AtomicU64::new(0);
     let summary = Mutex::new(Summary::default());
+    let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         for _ in 0..cfg.jobs.max(1) {
             scope.spawn(|| {
                 while let Some(seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     let r = one(seed, cfg, &det);
+                    if cfg.fail_fast && r.failure.is_some() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
                     tick(&r);
                     summary.lock().expect("no poisoned lock").add(&r, &cfg.sim);
                 }

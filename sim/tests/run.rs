@@ -200,7 +200,15 @@ fn fallback_executor_runs_seeds_deterministically() {
 }
 
 fn job(seeds: u64, shard: (u64, u64), pct: u64) -> JobConfig {
-    JobConfig { start: 100, seeds, jobs: 2, shard, determinism_pct: pct, sim: cfg(Profile::Crash) }
+    JobConfig {
+        start: 100,
+        seeds,
+        jobs: 2,
+        shard,
+        determinism_pct: pct,
+        fail_fast: false,
+        sim: cfg(Profile::Crash),
+    }
 }
 
 #[test]

@@ -207,14 +207,8 @@ impl Objset {
         let phys = dn.phys.clone();
         let mut ids: std::collections::BTreeSet<u64> =
             dn.dirty.iter().flat_map(|r| r.blocks.keys().copied()).collect();
-        let mut from = 0;
-        while !phys.is_free() {
-            let Some(blkid) = crate::dnode::sync::next_nonhole(zio, &phys, from)? else { break };
-            ids.insert(blkid);
-            match blkid.checked_add(1) {
-                Some(next) => from = next,
-                None => break,
-            }
+        if !phys.is_free() {
+            ids.extend(crate::dnode::sync::nonhole_blocks(zio, &phys)?);
         }
         let dn = self.hold(zio, object)?;
         Ok(ids.into_iter().filter(|&b| !matches!(dn.block_source(b), BlockSource::Hole)).collect())

@@ -130,8 +130,7 @@ impl Objset {
         // Walk only the dnode blocks that exist: cost follows the tree, not the largest
         // object number (an object near DN_MAX_OBJECT must not mean 2^43 lookups).
         let mut set = BTreeSet::new();
-        let mut from = 0;
-        while let Some(blkid) = crate::dnode::sync::next_nonhole(zio, &self.meta, from)? {
+        for blkid in crate::dnode::sync::nonhole_blocks(zio, &self.meta)? {
             let bp = lookup(zio, &self.meta, blkid)?;
             let raw = zio.read(&bp)?;
             for (slot, chunk) in raw.chunks_exact(DNODE_SIZE as usize).enumerate() {
@@ -139,8 +138,6 @@ impl Objset {
                     set.insert(blkid * DNODES_PER_BLOCK + slot as u64);
                 }
             }
-            let Some(next) = blkid.checked_add(1) else { break };
-            from = next;
         }
         set.remove(&0);
         Ok(set)

@@ -161,6 +161,47 @@ pub fn next_nonhole(zio: &mut Zio, dn: &DnodePhys, from: u64) -> Result<Option<u
     next_in(zio, &dn.attrs, top, 0, &roots, u128::from(from))
 }
 
+/// Every level-0 block id that is not a hole, ascending, in one walk of the tree: each
+/// indirect block is read once (calling `next_nonhole` per block reads the whole path again
+/// for every block).
+///
+/// # Errors
+/// Read errors of indirect blocks.
+pub fn nonhole_blocks(zio: &mut Zio, dn: &DnodePhys) -> Result<Vec<u64>, ZioError> {
+    let Some(top) = u32::from(dn.nlevels).checked_sub(1) else { return Ok(Vec::new()) };
+    let n = usize::from(dn.attrs.nblkptr);
+    let mut out = Vec::new();
+    collect_nonholes(zio, &dn.attrs, top, 0, &dn.blkptr[..n], &mut out)?;
+    Ok(out)
+}
+
+fn collect_nonholes(
+    zio: &mut Zio,
+    attrs: &DnodeAttrs,
+    level: u32,
+    first: u128,
+    children: &[BlkPtr],
+    out: &mut Vec<u64>,
+) -> Result<(), ZioError> {
+    let sp = span(attrs, level);
+    for (i, child) in children.iter().enumerate() {
+        if child.is_hole() {
+            continue;
+        }
+        let s = first + i as u128 * sp;
+        if level == 0 {
+            match u64::try_from(s) {
+                Ok(b) => out.push(b),
+                Err(_) => return Ok(()),
+            }
+            continue;
+        }
+        let grand = children_of(zio, child, u8::try_from(level).expect("<= 12"), attrs)?;
+        collect_nonholes(zio, attrs, level - 1, s, &grand, out)?;
+    }
+    Ok(())
+}
+
 fn next_in(
     zio: &mut Zio,
     attrs: &DnodeAttrs,
