@@ -87,6 +87,10 @@ pub struct Damage {
     pub sectors: BTreeSet<u64>,
     /// Size of the device, for the label positions.
     pub device_bytes: u64,
+    /// Imports that rewound to an older txg, as (that txg, the sectors written after it
+    /// committed): the engine rightly reused space the older tree's blocks held, so a copy
+    /// of a block born at or before that txg may be found overwritten there.
+    pub rewinds: Vec<(u64, BTreeSet<u64>)>,
 }
 
 impl Damage {
@@ -96,6 +100,33 @@ impl Damage {
         let sector = engine::limits::SPA_MINBLOCKSIZE;
         let (first, last) = (offset / sector, (offset + len.max(1) - 1) / sector);
         self.sectors.range(first..=last).next().is_some()
+    }
+
+    /// True when a copy of a block born at `birth` lies in sectors written after the txg
+    /// of a rewind at or after `birth` committed (`rewinds`).
+    #[must_use]
+    pub fn overwritten(&self, dva: &Dva, birth: u64) -> bool {
+        let sector = engine::limits::SPA_MINBLOCKSIZE;
+        let (first, last) = (dva.offset / sector, (dva.offset + dva.asize.max(1) - 1) / sector);
+        self.rewinds
+            .iter()
+            .any(|(txg, written)| birth <= *txg && written.range(first..=last).next().is_some())
+    }
+
+    /// True when the uberblock of `txg` sits in damaged sectors in every label: the disk
+    /// lost the commit record the engine wrote (a lost or misdirected write, a write a
+    /// lying flush acknowledged), so the engine is a txg ahead of its disk.
+    #[must_use]
+    pub fn uberblock_lost(&self, txg: u64) -> bool {
+        use engine::limits::{
+            UBERBLOCK_RING_SLOTS, UBERBLOCK_SLOT_SIZE, VDEV_LABELS, VDEV_LABEL_HEADER_SIZE,
+        };
+        (0..VDEV_LABELS).all(|l| {
+            let ring =
+                engine::vdev::label::label_offset(l, self.device_bytes) + VDEV_LABEL_HEADER_SIZE;
+            let slot = ring + (txg % UBERBLOCK_RING_SLOTS) * UBERBLOCK_SLOT_SIZE;
+            self.hits(slot, UBERBLOCK_SLOT_SIZE)
+        })
     }
 
     /// True when the damage explains `p`: a copy that failed to read or verify where the
@@ -108,8 +139,9 @@ impl Damage {
         match p {
             Problem::Unreadable {
                 error: BlockError::Io { dva } | BlockError::Checksum { dva },
+                birth,
                 ..
-            } => self.hits(dva.offset, dva.asize),
+            } => self.hits(dva.offset, dva.asize) || self.overwritten(dva, *birth),
             Problem::BadLabel { label, .. } => self.hits(
                 engine::vdev::label::label_offset(*label, self.device_bytes),
                 engine::limits::VDEV_LABEL_SIZE,
@@ -152,8 +184,8 @@ pub enum Problem {
     UberblockTxg { disk_txg: u64, synced_txg: u64 },
     /// The MOS does not decode or contradicts its uberblock.
     BadMos { why: String },
-    /// A copy of a block failed to read, verify or decompress.
-    Unreadable { tree: String, object: u64, level: u8, blkid: u64, error: BlockError },
+    /// A copy of a block (born in txg `birth`) failed to read, verify or decompress.
+    Unreadable { tree: String, object: u64, level: u8, blkid: u64, birth: u64, error: BlockError },
     /// A block pointer, dnode or objset block is malformed or out of place.
     Malformed { tree: String, object: u64, level: u8, blkid: u64, why: &'static str },
     /// A copy is named by two different pointers, by two datasets, or twice in one tree.
@@ -214,7 +246,7 @@ impl std::error::Error for IntegrityError {}
 // The error carries the full report by value (its public shape); one per check, not hot.
 #[allow(clippy::result_large_err)]
 pub fn check(spa: &mut Spa) -> Result<IntegrityReport, IntegrityError> {
-    check_with(spa, None)
+    check_with(spa, None, None)
 }
 
 /// `check` on a pool whose disk took the recorded `damage` (the faults profile), walking
@@ -230,13 +262,67 @@ pub fn check_damaged(
     dev: &mut dyn BlockDevice,
     damage: Damage,
 ) -> Result<IntegrityReport, IntegrityError> {
-    check_with(spa, Some((dev, damage)))
+    check_with(spa, Some((dev, damage)), None)
+}
+
+/// `check_damaged` for damage without a budget (the `unrestricted` profile), where both
+/// copies of a block may be hit. Two things change, each only as far as that damage forces:
+/// - Import may rewind past newer uberblocks whose trees it cannot load. Each uberblock
+///   newer than the engine's committed txg is walked too and must show a problem (a copy
+///   lost, a block that no longer verifies because the rewound pool reused its space): a
+///   newer uberblock the walk finds flawless is `UberblockTxg`, a rewind without cause.
+///   The pool is then walked at the engine's txg, which must be on disk.
+/// - Below a block lost in every copy (`Findings::lost_parents`) the walk sees nothing, so
+///   the allocator must hold at least what the walk saw rather than exactly that.
+///
+/// # Errors
+/// As `check`, for every problem the damage does not explain.
+#[allow(clippy::result_large_err)]
+pub fn check_unbudgeted(
+    spa: &mut Spa,
+    dev: &mut dyn BlockDevice,
+    damage: &Damage,
+) -> Result<IntegrityReport, IntegrityError> {
+    if let Some(txg) = spa.syncing_txg() {
+        let problems = vec![Problem::Syncing(txg)];
+        return Err(IntegrityError { problems, report: IntegrityReport::default() });
+    }
+    let synced_txg = spa.last_synced_txg();
+    let mut cap: Option<u64> = None;
+    let mut rewind_problems = Vec::new();
+    // Each pass walks the newest uberblock at or below `cap`; the ring bounds the passes.
+    for _ in 0..=engine::limits::UBERBLOCK_RING_SLOTS {
+        let mut w = Walker::new(&mut *dev);
+        w.max_txg = cap;
+        w.f.damage = Some(damage.clone());
+        let walked = w.walk_pool();
+        let disk_txg = w.space.txg;
+        if !walked || disk_txg <= synced_txg {
+            break;
+        }
+        let flawed =
+            !w.f.problems.is_empty() || w.f.report.explained_by_damage > 0 || w.f.lost_parents > 0;
+        if !flawed {
+            rewind_problems.push(Problem::UberblockTxg { disk_txg, synced_txg });
+        }
+        cap = Some(disk_txg - 1);
+    }
+    match check_with(spa, Some((dev, damage.clone())), Some(synced_txg)) {
+        Ok(report) if rewind_problems.is_empty() => Ok(report),
+        Ok(report) => Err(IntegrityError { problems: rewind_problems, report }),
+        Err(mut e) => {
+            e.problems.splice(0..0, rewind_problems);
+            e.problems.truncate(INTEGRITY_PROBLEMS_MAX);
+            Err(e)
+        }
+    }
 }
 
 #[allow(clippy::result_large_err)]
 fn check_with(
     spa: &mut Spa,
     damaged: Option<(&mut dyn BlockDevice, Damage)>,
+    max_txg: Option<u64>,
 ) -> Result<IntegrityReport, IntegrityError> {
     if let Some(txg) = spa.syncing_txg() {
         let problems = vec![Problem::Syncing(txg)];
@@ -251,9 +337,17 @@ fn check_with(
         }
         None => Walker::new(spa.zio_mut().dev.as_mut()),
     };
+    w.max_txg = max_txg;
     let walked = w.walk_pool();
     let (mut f, disk): (Findings, _) = (w.f, w.space);
-    if walked {
+    let commit_lost = f.damage.as_ref().is_some_and(|d| d.uberblock_lost(synced_txg));
+    if walked && ((disk.txg < synced_txg && commit_lost) || f.mos_lost) {
+        // The disk lost the engine's last commit record, or every copy of its MOS: the
+        // allocator describes a state the disk no longer shows, so only the disk's own
+        // consistency can be checked.
+        f.report.explained_by_damage += 1;
+        check_disk(&mut f, &disk);
+    } else if walked {
         let disk_txg = disk.txg;
         if disk_txg != synced_txg {
             f.problem(Problem::UberblockTxg { disk_txg, synced_txg });

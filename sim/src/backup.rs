@@ -194,7 +194,9 @@ impl Backup {
         self.report.crashes += 1;
         drop(self.spa.take());
         let _ = self.disk.crash_seeded(crash_seed);
-        let spa = match Spa::import(Box::new(self.disk.clone()), self.spa_cfg, None) {
+        // A fresh guid seed per import, as a host's random source gives (`SpaConfig`).
+        let cfg = SpaConfig { guid_seed: mix(self.spa_cfg.guid_seed ^ crash_seed), ..self.spa_cfg };
+        let spa = match Spa::import(Box::new(self.disk.clone()), cfg, None) {
             Ok(spa) => spa,
             Err(_) if self.profile == Profile::Unrestricted => {
                 self.report.detections += 1;

@@ -18,6 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::fault::{
     window_of, BudgetLedger, FaultConfig, FaultCounters, SectorRange, RATE_PPM_MAX, SECTOR_SIZE,
 };
+use crate::overwrite::WriteSerials;
 
 /// Default bound on cached (completed, not yet durable) writes.
 pub const CACHE_CAPACITY_WRITES_DEFAULT: usize = 64;
@@ -166,6 +167,9 @@ struct PendingWrite {
     data: Arc<[u8]>,
     /// Event index of its `Write` when recording.
     event: Option<usize>,
+    /// A lying flush acknowledged it: the engine may count it durable, so dropping it at a
+    /// crash is damage (recorded in the ledger), not a normal loss of cached writes.
+    lied: bool,
 }
 
 #[derive(Debug)]
@@ -193,6 +197,7 @@ struct DiskState {
     lying_flushes_forced: u64,
     full_threshold_bytes: Option<u64>,
     bytes_since_faults_set: u64,
+    serials: WriteSerials,
 }
 
 impl SimDisk {
@@ -290,6 +295,18 @@ impl SimDisk {
     #[must_use]
     pub fn latent_sectors(&self) -> Vec<u64> {
         self.lock().latent.iter().copied().collect()
+    }
+
+    /// Serial of the newest write so far (see `crate::overwrite`).
+    #[must_use]
+    pub fn write_serial(&self) -> u64 {
+        self.lock().serials.now()
+    }
+
+    /// Sectors written after the write with serial `serial`.
+    #[must_use]
+    pub fn written_since(&self, serial: u64) -> BTreeSet<u64> {
+        self.lock().serials.since(serial)
     }
 
     /// A copy of the budget bookkeeping (window and damaged sectors).
@@ -452,6 +469,7 @@ impl DiskState {
             lying_flushes_forced: 0,
             full_threshold_bytes: None,
             bytes_since_faults_set: 0,
+            serials: WriteSerials::new(sectors),
         };
         st.set_faults(config.faults);
         if config.record_events {
@@ -565,6 +583,9 @@ impl DiskState {
             self.lying_flushes_forced = self.lying_flushes_forced.saturating_sub(1);
             self.counters.lying_flush += 1;
             self.record(DiskEvent::Fault(FaultEvent::LyingFlush));
+            for pending in &mut self.cache {
+                pending.lied = true;
+            }
             return Ok(());
         }
         while let Some(pending) = self.cache.pop_front() {
@@ -592,9 +613,10 @@ impl DiskState {
         }
         self.settled.clear_range(range);
         self.unsettled.set_range(range);
+        self.serials.note(range);
         let data: Arc<[u8]> = Arc::from(data);
         let event = self.record(DiskEvent::Write { offset, data: Arc::clone(&data) });
-        self.cache.push_back(PendingWrite { offset, data, event });
+        self.cache.push_back(PendingWrite { offset, data, event, lied: false });
         while self.cache.len() > self.config.cache_capacity_writes {
             self.destage_oldest();
         }
@@ -722,6 +744,11 @@ impl DiskState {
         let mut image = std::mem::take(&mut self.durable);
         for (pending, keep) in self.cache.iter().zip(&kept) {
             apply_kept(&mut image, pending.offset, &pending.data, keep);
+            if pending.lied {
+                let first = pending.offset / SECTOR_SIZE;
+                let dropped = keep.iter().enumerate().filter(|(_, k)| !**k);
+                self.ledger.record(dropped.map(|(i, _)| first + i as u64));
+            }
         }
         self.cache.clear();
         self.durable.clone_from(&image);

@@ -212,7 +212,11 @@ impl BudgetLedger {
         ranges: &[SectorRange],
     ) -> bool {
         assert!(!ranges.is_empty(), "admit without ranges");
-        let Some(budget) = budget else { return true };
+        let Some(budget) = budget else {
+            // No budget: every damage is admitted, and recorded for the integrity walk.
+            self.damaged.extend(ranges.iter().flat_map(|r| r.start..r.end()));
+            return true;
+        };
         let window = self.window.unwrap_or_else(|| window_of(budget, size_bytes, ranges[0]));
         let inside = ranges.iter().all(|r| r.start >= window.start && r.end() <= window.end());
         if !inside {
@@ -232,13 +236,19 @@ impl BudgetLedger {
         true
     }
 
+    /// Record damage no fault draw admitted: writes a lying flush acknowledged and a crash
+    /// dropped.
+    pub fn record(&mut self, sectors: impl Iterator<Item = u64>) {
+        self.damaged.extend(sectors);
+    }
+
     /// The window fixed by the first damage, if any.
     #[must_use]
     pub fn window(&self) -> Option<SectorRange> {
         self.window
     }
 
-    /// The distinct damaged sectors recorded so far (budgeted runs only).
+    /// The distinct damaged sectors recorded so far.
     #[must_use]
     pub fn damaged_sectors(&self) -> &BTreeSet<u64> {
         &self.damaged

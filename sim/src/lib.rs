@@ -11,6 +11,7 @@ pub mod fuzz;
 pub mod intent;
 pub mod lenient;
 pub mod main_job;
+pub mod overwrite;
 pub mod run;
 pub mod sched;
 pub mod schedule;

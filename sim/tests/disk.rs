@@ -513,10 +513,11 @@ fn integrity_explains_only_recorded_damage() {
     let sector = at as u64 / SECTOR_SIZE;
     d.corrupt_sector(sector * SECTOR_SIZE);
     let size = d.size_bytes();
-    let none = Damage { sectors: BTreeSet::new(), device_bytes: size };
+    let none = Damage { sectors: BTreeSet::new(), device_bytes: size, rewinds: Vec::new() };
     let err = check_damaged(&mut spa, &mut d.quiet_view(), none).expect_err("unrecorded damage");
     assert!(format!("{err}").contains("Checksum"), "{err}");
-    let recorded = Damage { sectors: BTreeSet::from([sector]), device_bytes: size };
+    let recorded =
+        Damage { sectors: BTreeSet::from([sector]), device_bytes: size, rewinds: Vec::new() };
     let report = check_damaged(&mut spa, &mut d.quiet_view(), recorded).expect("explained");
     assert!(report.explained_by_damage >= 1, "{report:?}");
 }

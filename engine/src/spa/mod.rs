@@ -40,7 +40,11 @@ pub const ZIO_MAX_RETRIES: u32 = 3;
 /// Host-supplied settings: everything nondeterministic comes in here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SpaConfig {
-    /// Seed of the guid generator.
+    /// Seed of the guid generator: the host's random source, so it must differ between
+    /// opens of the same pool. The engine mixes in the loaded txg, but two imports of one
+    /// txg (a rewind, a crash before the first sync) given one seed make the same guids:
+    /// the new intent-log chain then reuses the old chain's guid and allocation, and the
+    /// old chain's blocks still on disk pass as the new chain's (zil.rs `load`).
     pub guid_seed: u64,
     /// Host time at open, seconds since the epoch.
     pub now_secs: u64,

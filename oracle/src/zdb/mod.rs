@@ -65,6 +65,12 @@ pub struct Findings {
     /// the engine still holds (and frees once it replays or drops the log), are unknown to
     /// the walk.
     pub zil_cut_by_damage: bool,
+    /// Blocks that name other blocks (indirect, dnode, objset and MOS blocks) that failed
+    /// in every copy: what lies below them is unknown to the walk. Only damage without a
+    /// budget (both copies hit) explains them.
+    pub lost_parents: u64,
+    /// The MOS was lost in every copy: no dataset, log or deferred list could be walked.
+    pub mos_lost: bool,
 }
 
 impl Findings {
@@ -127,6 +133,8 @@ pub struct Walker<'a> {
     objset_zil: BTreeMap<u64, ZilHeaderPhys>,
     ub_txg: u64,
     stopped: bool,
+    /// Walk the newest uberblock at or before this txg (None: the newest of all).
+    pub max_txg: Option<u64>,
 }
 
 impl<'a> Walker<'a> {
@@ -141,6 +149,7 @@ impl<'a> Walker<'a> {
             objset_zil: BTreeMap::new(),
             ub_txg: 0,
             stopped: false,
+            max_txg: None,
         }
     }
 
@@ -151,7 +160,10 @@ impl<'a> Walker<'a> {
         self.ub_txg = ub.txg;
         self.space.txg = ub.txg;
         self.f.report.uberblock_txg = ub.txg;
-        let Some(mos) = self.walk_mos(&ub) else { return true };
+        let Some(mos) = self.walk_mos(&ub) else {
+            self.f.mos_lost = self.f.lost_parents > 0;
+            return true;
+        };
         if mos.pool_guid != ub.pool_guid {
             self.bad_mos("MOS of another pool".into());
         }
@@ -202,20 +214,24 @@ impl<'a> Walker<'a> {
         let mut best: Option<UberblockPhys> = None;
         for l in 0..VDEV_LABELS {
             let ring_at = if l == 0 { 0 } else { size - VDEV_LABEL_SIZE } + VDEV_LABEL_HEADER_SIZE;
-            let Some(ring) = self.read(ring_at, UBERBLOCK_RING_SLOTS * UBERBLOCK_SLOT_SIZE) else {
-                self.f.problem(Problem::BadLabel { label: l, why: "uberblock ring unreadable" });
-                continue;
-            };
-            for (i, slot) in ring.chunks_exact(SEALED_BYTES).enumerate() {
-                let at = ring_at + i as u64 * UBERBLOCK_SLOT_SIZE;
+            // One read per slot, as vdev_uberblock_load does: a bad sector costs one slot.
+            for i in 0..UBERBLOCK_RING_SLOTS {
+                let at = ring_at + i * UBERBLOCK_SLOT_SIZE;
+                let Some(slot) = self.read(at, SEALED_BYTES as u64) else {
+                    self.f
+                        .problem(Problem::BadLabel { label: l, why: "uberblock slot unreadable" });
+                    continue;
+                };
                 // Torn or never-written slots are normal; only sealed ones count.
-                if phys::le64(slot, 0) != phys::UBERBLOCK_MAGIC || !cksum::seal_ok(slot, at) {
+                if phys::le64(&slot, 0) != phys::UBERBLOCK_MAGIC || !cksum::seal_ok(&slot, at) {
                     continue;
                 }
-                match phys::decode_uberblock(slot) {
+                match phys::decode_uberblock(&slot) {
                     Ok(Some(ub)) if ub.pool_guid == label.pool_guid => {
-                        if ub.txg % UBERBLOCK_RING_SLOTS != i as u64 {
+                        if ub.txg % UBERBLOCK_RING_SLOTS != i {
                             self.bad_pool(format!("uberblock of txg {} in slot {i}", ub.txg));
+                        } else if self.max_txg.is_some_and(|m| ub.txg > m) {
+                            // A newer uberblock the caller judges separately.
                         } else if best.is_none_or(|b| ub.txg > b.txg) {
                             best = Some(ub);
                         }
@@ -348,9 +364,9 @@ impl<'a> Walker<'a> {
         None
     }
 
-    fn unreadable(&mut self, t: &Tree, at: At, error: BlockError) {
+    fn unreadable(&mut self, t: &Tree, at: At, birth: u64, error: BlockError) {
         let tree = t.name.clone();
         let (object, level, blkid) = (at.object, at.level, at.blkid);
-        self.f.problem(Problem::Unreadable { tree, object, level, blkid, error });
+        self.f.problem(Problem::Unreadable { tree, object, level, blkid, birth, error });
     }
 }

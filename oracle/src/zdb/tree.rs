@@ -206,18 +206,23 @@ impl Walker<'_> {
         for dva in bp.copies() {
             assert!(dva.asize >= psize as u64, "decode_bp checked asize >= psize");
             let Some(buf) = self.read(dva.offset, dva.asize) else {
-                self.unreadable(t, at, BlockError::Io { dva });
+                self.unreadable(t, at, bp.birth, BlockError::Io { dva });
                 continue;
             };
             self.f.report.copies_verified += 1;
             self.f.report.bytes_read += dva.asize;
             if !cksum::verifies(bp, &buf[..psize]) {
-                self.unreadable(t, at, BlockError::Checksum { dva });
+                self.unreadable(t, at, bp.birth, BlockError::Checksum { dva });
                 continue;
             }
             good = good.or(Some(buf));
         }
-        let stored = good?;
+        let Some(stored) = good else {
+            if bp.level > 0 || at.object == 0 || at.object == OBJSET_OBJECT {
+                self.f.lost_parents += 1;
+            }
+            return None;
+        };
         self.decoded(t, at, bp, &stored[..psize])
     }
 
@@ -225,7 +230,7 @@ impl Walker<'_> {
         match cksum::decompress(bp, stored) {
             Ok(data) => Some(data),
             Err(why) => {
-                self.unreadable(t, at, BlockError::Decompress { why });
+                self.unreadable(t, at, bp.birth, BlockError::Decompress { why });
                 None
             }
         }

@@ -175,7 +175,12 @@ impl CrashSim {
         let mut dev = self.disk.clone();
         dev.write(0, &image).expect("invariant: the image fits its disk");
         dev.flush().expect("invariant: faults are off");
-        self.spa = Spa::import(Box::new(self.disk.clone()), ops_cfg(), None)
+        // A fresh guid seed per import, as a host's random source gives (`SpaConfig`).
+        let cfg = SpaConfig {
+            guid_seed: crate::run::mix(ops_cfg().guid_seed ^ self.crashes as u64),
+            ..ops_cfg()
+        };
+        self.spa = Spa::import(Box::new(self.disk.clone()), cfg, None)
             .unwrap_or_else(|e| panic!("crash: import after crash {}: {e}", self.crashes));
         let report = self.spa.import_report().clone();
         let mut errors = Vec::new();

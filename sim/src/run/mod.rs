@@ -437,8 +437,14 @@ struct World {
     syncing: Option<(u64, Rc<Model>)>,
     /// The last sync phase finished of the syncing txg.
     sync_phase: Option<SyncPhase>,
-    /// Models of committed txgs (unrestricted profile only).
-    history: BTreeMap<u64, Rc<Model>>,
+    /// Models of committed txgs, with the disk's write serial when each committed
+    /// (unrestricted profile only).
+    history: BTreeMap<u64, (Rc<Model>, u64)>,
+    /// Rewind imports of this pool: (the txg loaded, sectors written after it committed),
+    /// for the integrity walk (`integrity::Damage::rewinds`).
+    rewinds: Vec<(u64, std::collections::BTreeSet<u64>)>,
+    /// Imports so far (each gets its own guid seed).
+    imports: u64,
     /// Operations of txgs after the last commit that the intent logs may hold.
     logged: LogTracker,
     /// The workload has fsync ops: keep `logged` (else no log is ever written).
@@ -516,6 +522,8 @@ impl World {
             syncing: None,
             sync_phase: None,
             history: BTreeMap::new(),
+            rewinds: Vec::new(),
+            imports: 0,
             logged: LogTracker::default(),
             track_log,
             ops,
@@ -559,15 +567,6 @@ impl World {
     /// Faulty profiles: engine read errors are detections, suspensions are recovered.
     fn lenient(&self) -> bool {
         matches!(self.profile, Profile::Faults | Profile::Unrestricted)
-    }
-
-    /// Every profile but `unrestricted` walks the pool after every commit: without damage
-    /// it must be flawless; under `faults` (one damage window, ditto copies outside it)
-    /// only copies in sectors the disk recorded as damaged may fail. `unrestricted` has no
-    /// budget (both copies of a block may be hit, so the walk cannot reach everything and
-    /// no record of damaged sectors is kept).
-    fn integrity_checked(&self) -> bool {
-        !matches!(self.profile, Profile::Unrestricted)
     }
 
     fn fail(&mut self, msg: String) {
@@ -858,7 +857,13 @@ impl World {
 
     fn import(&mut self, at: Duration) -> Result<(), ImportError> {
         assert!(self.spa.is_none(), "import over a live pool");
-        let cfg = SpaConfig { now_secs: HOST_EPOCH_SECS + at.as_secs(), ..self.spa_cfg };
+        // A fresh guid seed per import, as a host's random source gives (`SpaConfig`).
+        self.imports += 1;
+        let cfg = SpaConfig {
+            now_secs: HOST_EPOCH_SECS + at.as_secs(),
+            guid_seed: mix(self.spa_cfg.guid_seed ^ self.imports.rotate_left(32)),
+            ..self.spa_cfg
+        };
         let spa = Spa::import(Box::new(self.disk.clone()), cfg, None)?;
         let report = spa.import_report();
         let ops_replayed: usize = report.replayed.values().sum();

@@ -78,7 +78,13 @@ impl World {
                 report.replay_errors
             ));
         }
-        if let Some(m) = self.history.get(&loaded) {
+        if loaded < self.committed_txg {
+            if let Some((_, serial)) = self.history.get(&loaded) {
+                let written = self.disk.written_since(*serial);
+                self.rewinds.push((loaded, written));
+            }
+        }
+        if let Some((m, _)) = self.history.get(&loaded) {
             let model = Rc::clone(m);
             candidates.push(Candidate { what: format!("committed txg {loaded} (history)"), model });
         }
@@ -164,6 +170,7 @@ impl World {
         self.syncing = None;
         self.sync_phase = None;
         self.history.clear();
+        self.rewinds.clear();
         self.logged.clear();
         self.remember(self.committed_txg, Rc::clone(&self.committed));
         Ok(())

@@ -56,25 +56,31 @@ impl World {
         if self.profile != Profile::Unrestricted {
             return;
         }
-        self.history.insert(txg, model);
+        self.history.insert(txg, (model, self.disk.write_serial()));
         while self.history.len() > HISTORY_TXGS_MAX {
             self.history.pop_first();
         }
     }
 
     pub(super) fn integrity(&mut self) -> Result<(), String> {
-        if !self.integrity_checked() || self.spa().syncing_txg().is_some() {
+        if self.spa().syncing_txg().is_some() {
             return Ok(());
         }
-        if self.profile == Profile::Faults {
-            let damage = integrity::Damage {
-                sectors: self.disk.budget_ledger().damaged_sectors().clone(),
-                device_bytes: engine::vdev::BlockDevice::size_bytes(&self.disk),
-            };
-            let mut view = self.disk.quiet_view();
-            integrity::check_damaged(self.spa(), &mut view, damage)
-        } else {
-            integrity::check(self.spa())
+        let damage = || integrity::Damage {
+            sectors: self.disk.budget_ledger().damaged_sectors().clone(),
+            device_bytes: engine::vdev::BlockDevice::size_bytes(&self.disk),
+            rewinds: self.rewinds.clone(),
+        };
+        match self.profile {
+            Profile::Faults => {
+                let (damage, mut view) = (damage(), self.disk.quiet_view());
+                integrity::check_damaged(self.spa(), &mut view, damage)
+            }
+            Profile::Unrestricted => {
+                let (damage, mut view) = (damage(), self.disk.quiet_view());
+                integrity::check_unbudgeted(self.spa(), &mut view, &damage)
+            }
+            _ => integrity::check(self.spa()),
         }
         .map_err(|e| format!("integrity: {e}"))?;
         self.report.checks += 1;
