@@ -27,7 +27,7 @@ DEFAULT_FILES=(
 # Seconds a mutant's tests may run before it counts as a timeout (reported separately by
 # cargo-mutants, counted here as caught): the simulator pass takes about 25 s, the whole
 # suite in release several minutes (more on a loaded machine).
-SIM_TIMEOUT_SECS=${MUTANTS_SIM_TIMEOUT_SECS:-120}
+SIM_TIMEOUT_SECS=${MUTANTS_SIM_TIMEOUT_SECS:-180}
 TESTS_TIMEOUT_SECS=${MUTANTS_TESTS_TIMEOUT_SECS:-1800}
 
 files=() shard=() list=0
