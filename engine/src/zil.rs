@@ -279,12 +279,6 @@ impl Zilog {
             + self.indirect.iter().map(|(_, bp)| bp.asize_total()).sum::<u64>()
     }
 
-    /// Number of pending itxs.
-    #[must_use]
-    pub fn pending(&self) -> usize {
-        self.itxs.len()
-    }
-
     /// The newest txg a change was logged in, committed to log blocks or not. That txg must
     /// sync even if the change dirtied nothing (a zero-length free), or a later import would
     /// replay the change over a state that already holds it, or after an export.

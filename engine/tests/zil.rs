@@ -56,6 +56,23 @@ fn large_whole_block_writes_are_written_in_place() {
     assert_eq!(spa.read("tank", o, 0, data.len() as u64).expect("read"), data);
 }
 
+/// The policy's other side (`ZIL_INDIRECT_MIN`, as OpenZFS's zfs_immediate_write_sz): whole
+/// blocks below 32 KiB are copied into log records, and 32 KiB ones are written in place.
+#[test]
+fn small_whole_block_writes_are_copied_into_the_log() {
+    let mut spa = pool();
+    let small = spa.object_alloc("tank", &spec(16384)).expect("alloc");
+    let data = vec![0x3c; 16384];
+    let st = spa.write_sync("tank", small, 0, &data).expect("write_sync");
+    assert_eq!(st.indirect_blocks, 0, "a 16 KiB block was written in place: {st:?}");
+    let edge = spa.object_alloc("tank", &spec(32768)).expect("alloc");
+    let st = spa.write_sync("tank", edge, 0, &[0x5d; 32768]).expect("write_sync");
+    assert_eq!(st.indirect_blocks, 1, "a 32 KiB block was copied: {st:?}");
+    let mut spa = import(&image_of(spa));
+    assert_eq!(spa.read("tank", small, 0, 16384).expect("read"), data);
+    assert_eq!(spa.read("tank", edge, 0, 32768).expect("read"), vec![0x5d; 32768]);
+}
+
 #[test]
 fn replay_is_idempotent_and_log_space_is_returned() {
     let mut spa = pool();

@@ -376,39 +376,6 @@ impl Objset {
         Ok(dirtied)
     }
 
-    /// Write one whole, aligned block taking ownership of its buffer (no copy): the
-    /// receive and large sequential-write path. Returns the bytes dirtied (the block and
-    /// the metadata above it).
-    ///
-    /// # Errors
-    /// `OffsetOverflow`, `NoSuchObject`, `InvalidBlockSize` (data not one block).
-    pub fn write_block(
-        &mut self,
-        zio: &mut Zio,
-        txg: u64,
-        object: u64,
-        blkid: u64,
-        data: Vec<u8>,
-    ) -> Result<u64, DmuError> {
-        self.writable()?;
-        check_object(object)?;
-        let dn = self.hold(zio, object)?;
-        let bs = dn.attrs().blksz;
-        if data.len() != bs as usize {
-            return Err(DmuError::InvalidBlockSize { blocksize: data.len() as u64 });
-        }
-        let offset = blkid
-            .checked_mul(u64::from(bs))
-            .ok_or(DmuError::OffsetOverflow { offset: blkid, len: u64::from(bs) })?;
-        check_range(offset, u64::from(bs))?;
-        let meta = dn.write_metadata_bytes(blkid, blkid);
-        let rec = dn.record_mut(txg);
-        rec.blocks.insert(blkid, std::sync::Arc::new(data));
-        rec.attrs.maxblkid = rec.attrs.maxblkid.max(blkid);
-        self.mark_dirty(txg, object);
-        Ok(u64::from(bs) + meta)
-    }
-
     /// Read `len` bytes at `offset` of `object` (holes and bytes past the end read as zero).
     ///
     /// # Errors
