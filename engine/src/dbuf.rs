@@ -187,6 +187,41 @@ mod tests {
         assert!(r.frees_contain(7) && !r.frees_contain(8) && r.frees_contain(29));
     }
 
+    /// The estimate against its definition, computed the plain way: every indirect block
+    /// above `first..=last` in a tree tall enough for `last` (one block pointer at the top)
+    /// or as tall as the synced one, plus the dnode block, two copies each.
+    #[test]
+    fn write_metadata_bytes_counts_every_indirect_block_above_the_range() {
+        const EPB: u64 = 32; // 4 KiB indirect blocks of 128-byte pointers
+        let expected = |first: u64, last: u64, nlevels: u8| {
+            let mut levels = u64::from(nlevels) - 1;
+            while last >= EPB.pow(u32::try_from(levels).expect("small")) {
+                levels += 1;
+            }
+            let blocks: u64 = (1..=levels)
+                .map(|l| {
+                    let span = EPB.pow(u32::try_from(l).expect("small"));
+                    last / span - first / span + 1
+                })
+                .sum();
+            2 * DNODE_BLOCK_SIZE + 2 * blocks * 4096
+        };
+        for nlevels in 1..=3u8 {
+            let mut phys = DnodePhys::new(DnodeAttrs::new(19, 512, 12, 0, 0));
+            phys.nlevels = nlevels;
+            let dn = Dnode::new(1, phys);
+            for (first, last) in
+                [(0, 0), (0, 1), (1, 1), (5, 31), (31, 32), (0, 1023), (1024, 1024), (40, 5000)]
+            {
+                assert_eq!(
+                    dn.write_metadata_bytes(first, last),
+                    expected(first, last, nlevels),
+                    "blocks {first}..={last} in a tree of {nlevels} levels"
+                );
+            }
+        }
+    }
+
     #[test]
     fn block_source_sees_newest_first() {
         let attrs = DnodeAttrs::new(19, 512, 14, 0, 0);

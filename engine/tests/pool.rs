@@ -357,3 +357,33 @@ fn an_incremental_does_not_resend_a_hole_punched_before_its_source() {
     assert_eq!(writes, 1, "the one changed block is sent");
     assert!(old_hole_frees.is_empty(), "a hole older than @a was sent again: {old_hole_frees:?}");
 }
+
+/// What the space check accepts, a sync can write: a small pool is filled with one-block
+/// writes to objects 32 apart (each dirties its own dnode block) until a write is refused
+/// for space; every inline sync and the last one succeed, and nothing suspends the pool.
+/// Kills a write estimate that leaves out the dnode block a write dirties
+/// (`Dnode::write_metadata_bytes`).
+#[test]
+fn every_write_the_space_check_accepts_can_be_synced() {
+    let mut spa = pool(4 * MIB);
+    let spec = ObjectSpec::new(19, 512, 0, 0);
+    let mut accepted = 0u64;
+    for k in 1..100_000u64 {
+        let obj = k * engine::limits::DNODES_PER_BLOCK;
+        match spa.object_claim("tank", obj, &spec) {
+            Ok(()) => {}
+            Err(DmuError::NoSpace) => break,
+            Err(e) => panic!("claim of object {obj} after {accepted} writes: {e}"),
+        }
+        match spa.write("tank", obj, 0, &[0xa5; 512]) {
+            Ok(()) => accepted += 1,
+            Err(DmuError::NoSpace) => break,
+            Err(e) => panic!("write to object {obj} after {accepted} writes: {e}"),
+        }
+    }
+    assert!(accepted > 10, "the pool filled after {accepted} writes");
+    spa.txg_sync().expect("every accepted write syncs");
+    let mut spa = reimport(spa);
+    let last = accepted * engine::limits::DNODES_PER_BLOCK;
+    assert_eq!(spa.read("tank", last, 0, 512).expect("read back"), vec![0xa5; 512]);
+}
