@@ -387,3 +387,24 @@ fn every_write_the_space_check_accepts_can_be_synced() {
     let last = accepted * engine::limits::DNODES_PER_BLOCK;
     assert_eq!(spa.read("tank", last, 0, 512).expect("read back"), vec![0xa5; 512]);
 }
+
+/// `SendStats` describes the stream written and the traversal behind it: bytes and records
+/// are the stream's, and every block pointer of the three data blocks was visited.
+#[test]
+fn send_stats_count_the_stream_and_the_traversal() {
+    use engine::stream::record::StreamReader;
+    let mut spa = pool(64 * MIB);
+    let obj = spa.object_alloc("tank", &file_spec(4096)).expect("alloc");
+    spa.write("tank", obj, 0, &[3u8; 3 * 4096]).expect("write");
+    spa.snapshot("tank@a").expect("snapshot");
+    let mut stream = Vec::new();
+    let opts = engine::dmu::send::SendOptions::default();
+    let stats = spa.send("tank@a", None, &opts, &mut stream).expect("send");
+    let mut r = StreamReader::new(&stream[..]);
+    let mut records = 0;
+    while r.next_record().expect("a valid stream").is_some() {
+        records += 1;
+    }
+    assert_eq!((stats.bytes, stats.records), (stream.len() as u64, records));
+    assert!(stats.blocks_visited >= 3, "{stats:?}");
+}
