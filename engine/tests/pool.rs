@@ -408,3 +408,37 @@ fn send_stats_count_the_stream_and_the_traversal() {
     assert_eq!((stats.bytes, stats.records), (stream.len() as u64, records));
     assert!(stats.blocks_visited >= 3, "{stats:?}");
 }
+
+/// With `-c`, data blocks go out as stored (lz4) and metadata blocks uncompressed, as
+/// OpenZFS's send does (`!DMU_OT_IS_METADATA` in its compressed-send test: metadata may
+/// need byteswapping on receive). Kills the mutant that inverts that test.
+#[test]
+fn a_compressed_send_sends_data_as_stored_and_metadata_uncompressed() {
+    use engine::stream::record::{Record, StreamReader};
+    let mut spa = pool(64 * MIB);
+    let props = DatasetProps { compress: engine::Compress::Lz4, ..DatasetProps::default() };
+    spa.dataset_create("tank/c", props).expect("dataset");
+    let compressible: Vec<u8> = (0..16384u32).map(|i| (i / 64) as u8).collect();
+    let data = spa.object_alloc("tank/c", &ObjectSpec::new(19, 16384, 0, 0)).expect("alloc");
+    let meta = spa.object_alloc("tank/c", &ObjectSpec::new(20, 16384, 0, 0)).expect("alloc");
+    spa.write("tank/c", data, 0, &compressible).expect("write data");
+    spa.write("tank/c", meta, 0, &compressible).expect("write metadata");
+    spa.snapshot("tank/c@s").expect("snapshot");
+    let mut stream = Vec::new();
+    let opts = engine::dmu::send::SendOptions { compressed: true, ..Default::default() };
+    spa.send("tank/c@s", None, &opts, &mut stream).expect("send");
+    let mut r = StreamReader::new(&stream[..]);
+    let mut seen = Vec::new();
+    while let Some(rec) = r.next_record().expect("a valid stream") {
+        if let Record::Write { drr, .. } = rec {
+            if drr.object == data || drr.object == meta {
+                seen.push((drr.object, drr.compressiontype, drr.compressed_size));
+            }
+        }
+    }
+    seen.sort_unstable();
+    let lz4 = engine::Compress::Lz4 as u8;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].0 == data && seen[0].1 == lz4 && seen[0].2 < 16384, "data: {seen:?}");
+    assert!(seen[1].0 == meta && seen[1].1 == 0 && seen[1].2 == 0, "metadata: {seen:?}");
+}

@@ -5,7 +5,7 @@
 use engine::txg::{SyncPhase, SyncStep};
 use engine::{
     BlockDevice, ChecksumType, Compress, DatasetProps, DmuError, FileDevice, MemoryDevice,
-    ObjectSpec, Spa, SpaConfig,
+    ObjectSpec, Spa, SpaConfig, SpaError,
 };
 
 const MIB: u64 = 1 << 20;
@@ -122,4 +122,122 @@ fn a_pool_on_a_file_round_trips_through_export_and_import() {
     let dev = FileDevice::open(&path).expect("reopen");
     let mut spa = Spa::import(Box::new(dev), SpaConfig::default(), None).expect("import");
     assert_eq!(spa.read("tank@s", o, 12345, 14).expect("read"), b"on a real file");
+}
+
+/// A device whose writes fail after `fail_after` more succeed, and which fails its
+/// `WRITE_ATTEMPTS_MAX`-th failed write loudly: retrying without bound is a hang.
+struct DyingDisk {
+    inner: std::sync::Arc<std::sync::Mutex<(MemoryDevice, Option<u64>, u64)>>,
+}
+
+/// Failed writes a sync may retry in all before it must give up (far above the engine's
+/// `ZIO_MAX_RETRIES` per write, times the writes of one small txg).
+const WRITE_ATTEMPTS_MAX: u64 = 10_000;
+
+impl BlockDevice for DyingDisk {
+    fn size_bytes(&self) -> u64 {
+        self.inner.lock().expect("lock").0.size_bytes()
+    }
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), engine::VdevError> {
+        self.inner.lock().expect("lock").0.read(offset, buf)
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), engine::VdevError> {
+        let mut g = self.inner.lock().expect("lock");
+        match g.1 {
+            Some(0) => {
+                g.2 += 1;
+                assert!(g.2 < WRITE_ATTEMPTS_MAX, "a failing write was retried without bound");
+                Err(engine::VdevError::Io { offset })
+            }
+            Some(n) => {
+                g.1 = Some(n - 1);
+                g.0.write(offset, data)
+            }
+            None => g.0.write(offset, data),
+        }
+    }
+    fn flush(&mut self) -> Result<(), engine::VdevError> {
+        self.inner.lock().expect("lock").0.flush()
+    }
+}
+
+/// A disk that stops taking writes suspends the pool (OpenZFS's failmode=wait, reported as
+/// an error here) after a bounded number of retries, at every point of a sync: the data
+/// blocks, the MOS, the uberblock. Kills an unbounded retry loop in `write_retry`.
+#[test]
+fn a_disk_that_stops_writing_suspends_the_pool_at_any_point_of_a_sync() {
+    let mut fail_after = 0;
+    let mut suspended_at = std::collections::BTreeSet::new();
+    loop {
+        let state =
+            std::sync::Arc::new(std::sync::Mutex::new((MemoryDevice::new(64 << 20), None, 0)));
+        let dev = DyingDisk { inner: std::sync::Arc::clone(&state) };
+        let mut spa = Spa::create(Box::new(dev), "tank", SpaConfig::default()).expect("create");
+        let o = spa.object_alloc("tank", &spec()).expect("alloc");
+        spa.write("tank", o, 0, &[5; 8192]).expect("write");
+        state.lock().expect("lock").1 = Some(fail_after);
+        match spa.txg_sync() {
+            Ok(_) => break,
+            Err(e) => assert!(matches!(e, SpaError::Suspended(_)), "{e}"),
+        }
+        suspended_at.insert(fail_after);
+        fail_after += 1;
+    }
+    assert!(suspended_at.len() >= 3, "the sync wrote only {fail_after} times");
+}
+
+/// A device whose next `fail` writes into `range` fail (a burst of write errors).
+struct BurstDisk {
+    inner: MemoryDevice,
+    range: std::ops::Range<u64>,
+    fail: u32,
+}
+
+impl BlockDevice for BurstDisk {
+    fn size_bytes(&self) -> u64 {
+        self.inner.size_bytes()
+    }
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), engine::VdevError> {
+        self.inner.read(offset, buf)
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), engine::VdevError> {
+        if self.fail > 0 && self.range.contains(&offset) {
+            self.fail -= 1;
+            return Err(engine::VdevError::Io { offset });
+        }
+        self.inner.write(offset, data)
+    }
+    fn flush(&mut self) -> Result<(), engine::VdevError> {
+        self.inner.flush()
+    }
+}
+
+/// A write that fails `ZIO_MAX_RETRIES` times in a row is retried once more and the sync
+/// commits: for the first block a sync writes, and for the uberblock of the first label
+/// (the two places with their own retry loops).
+#[test]
+fn a_write_failing_zio_max_retries_times_is_retried_once_more() {
+    use engine::limits::{VDEV_LABEL_HEADER_SIZE, VDEV_LABEL_SIZE};
+    use engine::spa::ZIO_MAX_RETRIES;
+    for range in [0..u64::MAX, VDEV_LABEL_HEADER_SIZE..VDEV_LABEL_SIZE] {
+        let mut spa = pool_with(SpaConfig::default());
+        let o = spa.object_alloc("tank", &spec()).expect("alloc");
+        spa.txg_sync().expect("sync");
+        let mut dev = spa.export().expect("export");
+        let mut img = vec![0u8; usize::try_from(dev.size_bytes()).expect("fits")];
+        dev.read(0, &mut img).expect("image");
+        let burst = BurstDisk {
+            inner: MemoryDevice::from_image(img),
+            range: range.clone(),
+            fail: ZIO_MAX_RETRIES,
+        };
+        let mut spa = Spa::import(Box::new(burst), SpaConfig::default(), None).expect("import");
+        spa.write("tank", o, 0, &[6; 4096]).expect("write");
+        spa.txg_sync().unwrap_or_else(|e| {
+            panic!("writes into {range:?} failing {ZIO_MAX_RETRIES} times: {e}")
+        });
+        let dev = spa.export().expect("export");
+        let mut spa = Spa::import(dev, SpaConfig::default(), None).expect("import");
+        assert_eq!(spa.read("tank", o, 0, 4096).expect("read"), vec![6; 4096]);
+    }
 }

@@ -14,6 +14,7 @@ use crate::dnode::sync::{lookup, SyncError, TreeCtx, TreeOps};
 use crate::dnode::{DnodeAttrs, DnodePhys};
 use crate::error::{DmuError, ZioError};
 use crate::limits::{DNODES_PER_BLOCK, DNODE_BLOCK_SIZE, DNODE_SIZE, DN_DFL_INDBLKSHIFT};
+use crate::spa::ZIO_MAX_RETRIES;
 use crate::zio::blkptr::{get64, BlkPtr};
 use crate::zio::checksum::ChecksumType;
 use crate::zio::compress::Compress;
@@ -423,7 +424,7 @@ impl Objset {
             copies: 2,
             embed: false,
         };
-        let mut bp = ctx.zio.write(&raw, &props, ctx.txg)?;
+        let mut bp = ctx.zio.write_retrying(&raw, &props, ctx.txg, ZIO_MAX_RETRIES)?;
         bp.fill = self.allocated.as_ref().map_or(0, |s| s.len() as u64);
         ctx.release_bp(&self.root);
         self.root = bp;

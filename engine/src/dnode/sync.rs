@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use crate::dnode::{DnodeAttrs, DnodePhys};
 use crate::error::ZioError;
 use crate::limits::DN_MAX_LEVELS;
+use crate::spa::ZIO_MAX_RETRIES;
 use crate::zio::blkptr::{BlkPtr, BP_BYTES};
 use crate::zio::checksum::ChecksumType;
 use crate::zio::compress::Compress;
@@ -376,7 +377,7 @@ impl TreeCtx<'_> {
             return self.free_child(attrs, child, 0);
         }
         let props = self.leaf_props(attrs);
-        let mut new = self.zio.write(&data[..], &props, self.txg)?;
+        let mut new = self.zio.write_retrying(&data[..], &props, self.txg, ZIO_MAX_RETRIES)?;
         new.fill = fill;
         self.release_bp(child);
         *child = new;
@@ -420,7 +421,7 @@ impl TreeCtx<'_> {
             copies: 2,
             embed: false,
         };
-        let mut bp = self.zio.write(&raw, &props, self.txg)?;
+        let mut bp = self.zio.write_retrying(&raw, &props, self.txg, ZIO_MAX_RETRIES)?;
         bp.fill = children.iter().map(|c| c.fill).sum();
         Ok(bp)
     }

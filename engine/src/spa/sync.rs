@@ -440,19 +440,10 @@ impl Spa {
         props: &WriteProps,
         txg: u64,
     ) -> Result<BlkPtr, SpaError> {
-        let mut tries = 0;
-        loop {
-            match self.zio.write(data, props, txg) {
-                Ok(bp) => return Ok(bp),
-                Err(ZioWriteError::Io(e)) if tries >= ZIO_MAX_RETRIES => {
-                    return Err(SpaError::Suspended(e))
-                }
-                Err(ZioWriteError::Io(_)) => tries += 1,
-                Err(ZioWriteError::NoSpace) => {
-                    return Err(SpaError::Suspended(VdevError::NoSpace { offset: 0 }))
-                }
-            }
-        }
+        self.zio.write_retrying(data, props, txg, ZIO_MAX_RETRIES).map_err(|e| match e {
+            ZioWriteError::Io(e) => SpaError::Suspended(e),
+            ZioWriteError::NoSpace => SpaError::Suspended(VdevError::NoSpace { offset: 0 }),
+        })
     }
 
     fn flush_retry(&mut self) -> Result<(), SpaError> {

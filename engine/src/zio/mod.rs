@@ -105,6 +105,27 @@ impl Zio {
         }
     }
 
+    /// `write`, tried again up to `retries` more times on a device error (each try
+    /// allocates afresh; a failed one leaves nothing allocated).
+    ///
+    /// # Errors
+    /// As `write`: `Io` once every try failed.
+    pub fn write_retrying(
+        &mut self,
+        data: &[u8],
+        props: &WriteProps,
+        txg: u64,
+        retries: u32,
+    ) -> Result<BlkPtr, ZioWriteError> {
+        let mut tries = 0;
+        loop {
+            match self.write(data, props, txg) {
+                Err(ZioWriteError::Io(_)) if tries < retries => tries += 1,
+                r => return r,
+            }
+        }
+    }
+
     /// Write `data` (the logical block) as a new block born in `txg`.
     ///
     /// # Errors
