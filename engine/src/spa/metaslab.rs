@@ -244,6 +244,23 @@ mod tests {
         assert!(ms.is_free(1024, ms.capacity()));
     }
 
+    /// With the far point taken, a ditto copy still keeps an eighth of the region away from
+    /// the first copy (the fault model's one damage window must not hold both): a free
+    /// extent right next to the first copy is passed over for one farther away.
+    #[test]
+    fn a_ditto_copy_keeps_its_distance_when_the_far_point_is_taken() {
+        const CAP: u64 = 1 << 20;
+        let mut ms = Metaslab::new(0, CAP);
+        let first = ms.alloc(4096).expect("first copy");
+        assert_eq!(first.offset, 0);
+        let (near, farther) = (8192, 3 * CAP / 8);
+        for (offset, end) in [(4096, near), (near + 4096, farther), (farther + 4096, CAP)] {
+            assert!(ms.claim(Dva { offset, asize: end - offset }), "claim {offset}..{end}");
+        }
+        let ditto = ms.alloc_ditto(4096, first).expect("a ditto copy");
+        assert_eq!(ditto.offset, farther, "{ditto:?}");
+    }
+
     #[test]
     fn full_region_returns_none() {
         let mut ms = Metaslab::new(0, 4096);
