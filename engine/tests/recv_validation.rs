@@ -7,7 +7,7 @@ use engine::dmu::recv::RecvOptions;
 use engine::dmu::send::SendOptions;
 use engine::error::RecvError;
 use engine::limits::SPA_MAXBLOCKSIZE;
-use engine::stream::record::{ByteOrder, Record, StreamReader, StreamWriter};
+use engine::stream::record::{ByteOrder, DrrObject, Record, StreamReader, StreamWriter};
 use engine::{Compress, DatasetProps, MemoryDevice, ObjectSpec, Spa, SpaConfig};
 
 const MIB: u64 = 1 << 20;
@@ -55,6 +55,17 @@ fn receive(spa: &mut Spa, name: &str, recs: &[Record]) -> Result<(), RecvError> 
 /// A change to one record; true if it applied.
 type Change = Box<dyn Fn(&mut Record) -> bool>;
 
+/// A change to the first OBJECT record.
+fn on_object(f: fn(&mut DrrObject)) -> Change {
+    Box::new(move |r: &mut Record| match r {
+        Record::Object { drr, .. } => {
+            f(drr);
+            true
+        }
+        _ => false,
+    })
+}
+
 /// Each case changes one field of the first record of its kind.
 fn mutated(recs: &[Record], change: &dyn Fn(&mut Record) -> bool) -> Vec<Record> {
     let mut out = recs.to_vec();
@@ -67,46 +78,10 @@ fn mutated(recs: &[Record], change: &dyn Fn(&mut Record) -> bool) -> Vec<Record>
 fn a_field_openzfs_refuses_is_refused_and_changes_nothing() {
     let (mut spa, recs) = source();
     let cases: Vec<(&str, Change)> = vec![
-        (
-            "OBJECT checksum type past the table",
-            Box::new(|r: &mut Record| match r {
-                Record::Object { drr, .. } => {
-                    drr.checksumtype = 15;
-                    true
-                }
-                _ => false,
-            }),
-        ),
-        (
-            "OBJECT compression past the table",
-            Box::new(|r: &mut Record| match r {
-                Record::Object { drr, .. } => {
-                    drr.compress = 200;
-                    true
-                }
-                _ => false,
-            }),
-        ),
-        (
-            "OBJECT nblkptr set in a non-raw stream",
-            Box::new(|r: &mut Record| match r {
-                Record::Object { drr, .. } => {
-                    drr.nblkptr = 1;
-                    true
-                }
-                _ => false,
-            }),
-        ),
-        (
-            "OBJECT raw bonus length set in a non-raw stream",
-            Box::new(|r: &mut Record| match r {
-                Record::Object { drr, .. } => {
-                    drr.raw_bonuslen = 32;
-                    true
-                }
-                _ => false,
-            }),
-        ),
+        ("OBJECT checksum type past the table", on_object(|d| d.checksumtype = 15)),
+        ("OBJECT compression past the table", on_object(|d| d.compress = 200)),
+        ("OBJECT nblkptr set in a non-raw stream", on_object(|d| d.nblkptr = 1)),
+        ("OBJECT raw bonus length set in a non-raw stream", on_object(|d| d.raw_bonuslen = 32)),
         (
             "WRITE_EMBEDDED lsize past SPA_MAXBLOCKSIZE",
             Box::new(|r: &mut Record| match r {
