@@ -274,6 +274,11 @@ pub fn check_damaged(
 ///   The pool is then walked at the engine's txg, which must be on disk.
 /// - Below a block lost in every copy (`Findings::lost_parents`) the walk sees nothing, so
 ///   the allocator must hold at least what the walk saw rather than exactly that.
+/// - A copy of a block born at or before a rewound txg may be found overwritten in sectors
+///   the disk wrote after that txg committed (`Damage::rewinds`).
+/// - When the disk lost the engine's newest commit record (its uberblock slot damaged in
+///   every label) or every copy of the MOS, only the disk's own consistency is checked:
+///   the allocator describes a state the disk no longer shows.
 ///
 /// # Errors
 /// As `check`, for every problem the damage does not explain.
