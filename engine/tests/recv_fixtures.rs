@@ -95,3 +95,24 @@ fn every_fixture_receives_to_its_manifests() {
         );
     }
 }
+
+/// OpenZFS checks an embedded record's compression against its table only, not against
+/// BEGIN's LZ4 feature flag: `basic-ec`'s full stream with that flag cleared (checksums
+/// recomputed) receives under OpenZFS 2.3 to the fixture's own manifest (checked with
+/// `zoracle recv`, the real libzpool receive), and so it must here.
+#[test]
+fn an_embedded_lz4_record_without_the_lz4_feature_flag_is_received_as_openzfs_does() {
+    let d = fixtures().join("basic-ec");
+    let mut stream = std::fs::read(d.join("full-before.zstream")).expect("stream");
+    let lz4_flag = engine::stream::record::DMU_BACKUP_FEATURE_LZ4 << 2; // in drr_versioninfo
+    let vi = u64::from_le_bytes(stream[16..24].try_into().expect("8 bytes"));
+    assert_ne!(vi & lz4_flag, 0, "the fixture sets the LZ4 flag");
+    stream[16..24].copy_from_slice(&(vi & !lz4_flag).to_le_bytes());
+    let stream = engine::stream::record::rechecksum(&stream).expect("framing");
+    let mut spa = pool();
+    let snap = spa
+        .recv("zsim/copy", &mut stream.as_slice(), &RecvOptions::default())
+        .expect("received as OpenZFS receives it")
+        .snapshot;
+    assert_eq!(manifest(&mut spa, &snap), expected(&d.join("manifest-before.txt")));
+}

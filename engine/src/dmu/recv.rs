@@ -522,10 +522,11 @@ impl Spa {
         }
         let payload = &data[..(drr.psize as usize).min(data.len())];
         let block = match drr.compression {
-            15 if st.features & DMU_BACKUP_FEATURE_LZ4 != 0 => {
-                lz4_decompress(payload, drr.lsize as usize)
-                    .map_err(|_| bad("lz4 payload does not decompress"))?
-            }
+            // No check of BEGIN's LZ4 flag here: OpenZFS's receive_write_embedded checks only
+            // that the compression is a known one (a stream with lz4 payloads and the flag
+            // cleared receives there, engine/tests/recv_fixtures.rs).
+            15 => lz4_decompress(payload, drr.lsize as usize)
+                .map_err(|_| bad("lz4 payload does not decompress"))?,
             2 if drr.lsize == drr.psize => payload.to_vec(),
             _ => return Err(bad("unsupported embedded compression")),
         };
